@@ -1,0 +1,256 @@
+// Package wire is the one msgpack codec of the module: values cross process
+// boundaries through it, and objects that own OS resources (handles) travel
+// with their file descriptors beside the encoded bytes.
+//
+// A handle type registers itself once with [RegisterHandle]. Encoding a value
+// with [Marshal] then collects the descriptors of every handle it meets (at
+// top level, in struct fields, slices, maps and interface-typed fields) into a
+// [Files] table; the caller moves that table to the other process (as
+// inherited descriptors at exec, or SCM_RIGHTS) and [Unmarshal] rebuilds the
+// handles from it there.
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"syscall"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
+)
+
+// Extension type numbers, one per handle type, allocated here so that no two
+// packages pick the same one. msgpack reserves negative numbers; users who
+// register their own extensions are expected to stay below 100.
+const (
+	ExtFile int8 = 100 + iota
+	ExtTCPConn
+	ExtUnixConn
+	ExtTCPListener
+	ExtUnixListener
+	ExtPipeConn
+	ExtLock // lock package: 106..112
+	ExtRLock
+	ExtSemaphore
+	ExtBoundedSemaphore
+	ExtEvent
+	ExtCondition
+	ExtBarrier
+	ExtQueue // queue package: 113..115
+	ExtJoinable
+	ExtSimple
+	ExtProxy // manager package: 116..
+)
+
+// ErrNoFiles is returned when a handle is encoded or decoded by a codec that
+// has no descriptor table, for example plain msgpack.Marshal.
+var ErrNoFiles = errors.New("wire: handles (pipes, queues, locks, files, sockets) can only travel as a process argument or over a unix socket")
+
+// Files is the table of descriptors that travels beside an encoded value.
+//
+// On the sending side it lists descriptors borrowed from live objects (not
+// closed here) and temporary duplicates (closed by Close). On the receiving
+// side it owns every descriptor until a handle takes it; Close then closes
+// the ones nobody took.
+type Files struct {
+	fds   []int
+	owned []bool // sender: a temporary to close; receiver: not yet taken
+}
+
+// Add appends a descriptor borrowed from a live object and returns its index.
+func (f *Files) Add(fd int) int {
+	f.fds = append(f.fds, fd)
+	f.owned = append(f.owned, false)
+	return len(f.fds) - 1
+}
+
+// AddOwned appends a descriptor that the table closes in Close (a duplicate
+// made only to be sent) and returns its index.
+func (f *Files) AddOwned(fd int) int {
+	f.fds = append(f.fds, fd)
+	f.owned = append(f.owned, true)
+	return len(f.fds) - 1
+}
+
+// Len reports the number of descriptors.
+func (f *Files) Len() int {
+	if f == nil {
+		return 0
+	}
+	return len(f.fds)
+}
+
+// FDs returns the descriptors in index order (for the sender).
+func (f *Files) FDs() []int {
+	if f == nil {
+		return nil
+	}
+	return f.fds
+}
+
+// Received wraps descriptors that arrived from another process; the table owns
+// them until taken.
+func Received(fds []int) *Files {
+	f := &Files{fds: fds, owned: make([]bool, len(fds))}
+	for i := range f.owned {
+		f.owned[i] = true
+	}
+	return f
+}
+
+// Take hands descriptor i to the caller, who owns it from now on. It is set
+// close-on-exec so that it does not leak into processes this one starts.
+func (f *Files) Take(i int) (int, error) {
+	if f == nil || i < 0 || i >= len(f.fds) {
+		return -1, fmt.Errorf("wire: descriptor index %d out of range (%d received)", i, f.Len())
+	}
+	if !f.owned[i] {
+		return -1, fmt.Errorf("wire: descriptor index %d taken twice", i)
+	}
+	f.owned[i] = false
+	unix.CloseOnExec(f.fds[i])
+	return f.fds[i], nil
+}
+
+// Close closes the descriptors the table still owns. It is idempotent.
+func (f *Files) Close() error {
+	if f == nil {
+		return nil
+	}
+	var first error
+	for i, own := range f.owned {
+		if own {
+			if err := unix.Close(f.fds[i]); err != nil && first == nil {
+				first = err
+			}
+			f.owned[i] = false
+		}
+	}
+	return first
+}
+
+// encBuf is the writer that Marshal gives the msgpack encoder; handle
+// encoders find the descriptor table through Encoder.Writer.
+type encBuf struct {
+	bytes.Buffer
+	files *Files
+}
+
+// decBuf is the reader that Unmarshal gives the msgpack decoder; handle
+// decoders find the descriptor table through Decoder.Buffered.
+type decBuf struct {
+	*bytes.Reader
+	files *Files
+}
+
+// Marshal encodes v. Descriptors of the handles inside v are collected into
+// the returned table (nil when there are none); the caller must Close it
+// once the descriptors have been sent.
+func Marshal(v any) ([]byte, *Files, error) {
+	var buf bytes.Buffer
+	files := &Files{}
+	if err := AppendTo(&buf, files, v); err != nil {
+		files.Close()
+		return nil, nil, err
+	}
+	if files.Len() == 0 {
+		return buf.Bytes(), nil, nil
+	}
+	return buf.Bytes(), files, nil
+}
+
+// AppendTo encodes v at the end of buf, collecting descriptors into files.
+// files may be nil for a channel that cannot carry descriptors: a handle
+// inside v is then an error wrapping ErrNoFiles.
+func AppendTo(buf *bytes.Buffer, files *Files, v any) error {
+	w := encBuf{files: files}
+	// Swap buffers so that the encoder writes straight into the caller's
+	// storage without a copy.
+	w.Buffer = *buf
+	enc := msgpack.GetEncoder()
+	enc.Reset(&w)
+	enc.UseCompactInts(true)
+	err := enc.Encode(v)
+	msgpack.PutEncoder(enc)
+	*buf = w.Buffer
+	if err != nil {
+		return fmt.Errorf("wire: cannot encode %T: %w", v, err)
+	}
+	return nil
+}
+
+// Unmarshal decodes data into v, which must be a non-nil pointer. Handles take
+// their descriptors from files (which may be nil when none travelled).
+func Unmarshal(data []byte, files *Files, v any) error {
+	r := &decBuf{Reader: bytes.NewReader(data), files: files}
+	dec := msgpack.GetDecoder()
+	dec.Reset(r)
+	err := dec.Decode(v)
+	msgpack.PutDecoder(dec)
+	if err != nil {
+		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
+	}
+	if r.Len() != 0 {
+		return fmt.Errorf("wire: cannot decode into %T: %d trailing bytes", v, r.Len())
+	}
+	return nil
+}
+
+// RegisterHandle makes *T travel as a handle under extension number id.
+// enc returns the state the other side needs and adds descriptors to fds;
+// dec rebuilds the object in place from that state, taking descriptors from
+// fds. Call it from an init function.
+func RegisterHandle[T any](id int8, enc func(v *T, fds *Files) ([]byte, error), dec func(v *T, state []byte, fds *Files) error) {
+	msgpack.RegisterExtEncoder(id, (*T)(nil), func(e *msgpack.Encoder, v reflect.Value) ([]byte, error) {
+		w, ok := e.Writer().(*encBuf)
+		if !ok || w.files == nil {
+			return nil, fmt.Errorf("%T: %w", v.Interface(), ErrNoFiles)
+		}
+		return enc(v.Interface().(*T), w.files)
+	})
+	msgpack.RegisterExtDecoder(id, (*T)(nil), func(d *msgpack.Decoder, v reflect.Value, n int) error {
+		r, ok := d.Buffered().(*decBuf)
+		if !ok {
+			return fmt.Errorf("%s: %w", v.Type(), ErrNoFiles)
+		}
+		if n > r.Len() {
+			return fmt.Errorf("wire: %s state of %d bytes truncated", v.Type(), n)
+		}
+		state := make([]byte, n)
+		if err := d.ReadFull(state); err != nil {
+			return err
+		}
+		return dec(v.Interface().(*T), state, r.files)
+	})
+}
+
+// rawFD returns the descriptor behind a syscall.Conn without changing its
+// blocking mode (os.File.Fd would switch it to blocking).
+func rawFD(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// NewFile wraps a received descriptor as an *os.File that uses the runtime
+// poller when the descriptor supports it, so deadlines work and Close
+// unblocks readers.
+func NewFile(fd int, name string) *os.File {
+	// Regular files cannot be polled; everything else (pipes, sockets,
+	// ttys) can. os.NewFile only registers descriptors that are already
+	// non-blocking, so set the flag first for the pollable kinds.
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		_ = unix.SetNonblock(fd, true)
+	}
+	return os.NewFile(uintptr(fd), name)
+}

@@ -1,0 +1,432 @@
+package pipe
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mpgo/multiprocessing/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultMaxMessageSize is the largest message a Conn accepts unless
+// SetMaxMessageSize says otherwise: 1 GiB.
+const DefaultMaxMessageSize = 1 << 30
+
+// readBufSize is the read buffer: small messages arrive header and payload in
+// one read system call.
+const readBufSize = 64 << 10
+
+// smallWrite is the size up to which header and payload are copied into one
+// buffer and written with one system call (Python does the same up to 16 KiB
+// to avoid Nagle delays on TCP).
+const smallWrite = 16 << 10
+
+// stream is what a Conn reads and writes: an *os.File (socketpair, pipe, a
+// received descriptor) or a net.Conn from Listen/Dial. Both go through the
+// runtime poller, so Close unblocks a reader and goroutines do not pin
+// threads.
+type stream interface {
+	io.ReadWriteCloser
+	syscall.Conn
+	SetReadDeadline(time.Time) error
+}
+
+// Conn is one end of a connection carrying whole messages. It is safe for
+// concurrent use: one Send and one Recv can run at once, and concurrent
+// Sends (or Recvs) are serialised so that messages never interleave.
+//
+// A Conn can be passed to a child process inside a process argument and
+// arrives there working; the parent may close its copy as soon as Start
+// returns.
+type Conn struct {
+	s        stream
+	readable bool
+	writable bool
+	maxSize  atomic.Int64
+	closed   atomic.Bool
+
+	rmu    sync.Mutex
+	rbuf   []byte // buffered bytes are rbuf[rpos:rend]
+	rpos   int
+	rend   int
+	rerr   error // sticky read error (ErrBadFrame, EOF)
+	wmu    sync.Mutex
+	wbuf   bytes.Buffer
+	closer sync.Once
+}
+
+func newConn(s stream, readable, writable bool) *Conn {
+	c := &Conn{s: s, readable: readable, writable: writable}
+	c.maxSize.Store(DefaultMaxMessageSize)
+	return c
+}
+
+// Pipe returns the two ends of a duplex connection (a unix socketpair), as
+// Python's Pipe() does.
+func Pipe() (*Conn, *Conn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pipe: socketpair: %w", err)
+	}
+	return newConn(os.NewFile(uintptr(fds[0]), "pipe"), true, true),
+		newConn(os.NewFile(uintptr(fds[1]), "pipe"), true, true), nil
+}
+
+// Simplex returns the read and write ends of a one-way connection (an OS
+// pipe), as Python's Pipe(duplex=False) does. Recv on w and Send on r are
+// errors.
+func Simplex() (r, w *Conn, err error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	return newConn(pr, true, false), newConn(pw, false, true), nil
+}
+
+// SetMaxMessageSize sets the largest message this end sends or accepts.
+// n <= 0 restores DefaultMaxMessageSize.
+func (c *Conn) SetMaxMessageSize(n int) {
+	if n <= 0 {
+		n = DefaultMaxMessageSize
+	}
+	c.maxSize.Store(int64(n))
+}
+
+// Send encodes v as msgpack and sends it as one message. A value that cannot
+// be encoded is an error and nothing is sent.
+func (c *Conn) Send(v any) error {
+	if err := c.checkWrite(); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf.Reset()
+	c.wbuf.Write([]byte{0, 0, 0, 0}) // header placeholder
+	if err := wire.AppendTo(&c.wbuf, nil, v); err != nil {
+		return fmt.Errorf("pipe: send: %w", err)
+	}
+	b := c.wbuf.Bytes()
+	n := len(b) - headerLen
+	if int64(n) > c.maxSize.Load() {
+		return fmt.Errorf("pipe: send %d bytes: %w", n, ErrTooLarge)
+	}
+	if n > 1<<31-1 {
+		// Rare: redo the header as the large-message escape.
+		var h [largeHeaderLen]byte
+		putHeader(h[:], n)
+		if err := c.write(h[:]); err != nil {
+			return err
+		}
+		return c.write(b[headerLen:])
+	}
+	putHeader(b, n)
+	return c.write(b)
+}
+
+// SendBytes sends b as one message, unchanged. An empty message is legal.
+func (c *Conn) SendBytes(b []byte) error {
+	if err := c.checkWrite(); err != nil {
+		return err
+	}
+	if int64(len(b)) > c.maxSize.Load() {
+		return fmt.Errorf("pipe: send %d bytes: %w", len(b), ErrTooLarge)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(b) <= smallWrite {
+		c.wbuf.Reset()
+		var h [largeHeaderLen]byte
+		c.wbuf.Write(h[:putHeader(h[:], len(b))])
+		c.wbuf.Write(b)
+		return c.write(c.wbuf.Bytes())
+	}
+	var h [largeHeaderLen]byte
+	if err := c.write(h[:putHeader(h[:], len(b))]); err != nil {
+		return err
+	}
+	return c.write(b)
+}
+
+func (c *Conn) write(b []byte) error {
+	if _, err := c.s.Write(b); err != nil {
+		return c.mapErr("send", err)
+	}
+	return nil
+}
+
+func (c *Conn) checkWrite() error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if !c.writable {
+		return ErrReadOnly
+	}
+	return nil
+}
+
+func (c *Conn) checkRead() error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if !c.readable {
+		return ErrWriteOnly
+	}
+	return nil
+}
+
+// mapErr turns a closed-descriptor error into ErrClosed and wraps the rest.
+func (c *Conn) mapErr(op string, err error) error {
+	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || c.closed.Load() {
+		return ErrClosed
+	}
+	return fmt.Errorf("pipe: %s: %w", op, err)
+}
+
+// Recv receives one message and decodes it into v, which must be a pointer.
+// It returns io.EOF when the peer has closed and every message was read. A
+// message that does not decode into v is an error; the message is consumed
+// and the connection stays usable.
+func (c *Conn) Recv(v any) error {
+	if err := c.checkRead(); err != nil {
+		return err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	msg, err := c.recvLocked(nil)
+	if err != nil {
+		return err
+	}
+	if err := wire.Unmarshal(msg, nil, v); err != nil {
+		return fmt.Errorf("pipe: recv: %w", err)
+	}
+	return nil
+}
+
+// RecvBytes receives one message as a new byte slice. It returns io.EOF when
+// the peer has closed and every message was read.
+func (c *Conn) RecvBytes() ([]byte, error) {
+	if err := c.checkRead(); err != nil {
+		return nil, err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	msg, err := c.recvLocked(nil)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(msg), nil
+}
+
+// RecvBytesInto receives one message into buf and returns its length. When
+// the message is longer than buf the error is a *BufferTooShortError holding
+// the whole message (errors.Is(err, ErrBufferTooShort)); the message is
+// consumed either way.
+func (c *Conn) RecvBytesInto(buf []byte) (int, error) {
+	if err := c.checkRead(); err != nil {
+		return 0, err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	msg, err := c.recvLocked(buf)
+	if err != nil {
+		return 0, err
+	}
+	if len(msg) > len(buf) {
+		return 0, &BufferTooShortError{Message: bytes.Clone(msg)}
+	}
+	if len(msg) > 0 && &msg[0] == &buf[0] {
+		return len(msg), nil
+	}
+	return copy(buf, msg), nil
+}
+
+// recvLocked reads one message. The result aliases the read buffer, or dst
+// when the payload is large and fits dst, and is valid until the next read.
+func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
+	if c.rerr != nil {
+		return nil, c.rerr
+	}
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readBufSize)
+	}
+	// Header.
+	var n int64
+	var hlen int
+	for {
+		var need int
+		var err error
+		n, hlen, need, err = parseHeader(c.rbuf[c.rpos:c.rend])
+		if err != nil {
+			c.rerr = err
+			return nil, err
+		}
+		if need == 0 {
+			break
+		}
+		if err := c.fill(need, c.rend > c.rpos); err != nil {
+			return nil, err
+		}
+	}
+	c.rpos += hlen
+	if max := c.maxSize.Load(); n > max {
+		if err := c.discard(n); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("pipe: recv: %d-byte message over the %d-byte limit: %w", n, max, ErrTooLarge)
+	}
+	size := int(n)
+	// Small payload: it is, or will be, in the read buffer.
+	if size <= len(c.rbuf) {
+		if c.rend-c.rpos < size {
+			if err := c.fill(size, true); err != nil {
+				return nil, err
+			}
+		}
+		msg := c.rbuf[c.rpos : c.rpos+size]
+		c.rpos += size
+		return msg, nil
+	}
+	// Large payload: read straight into its destination.
+	var out []byte
+	if size <= len(dst) {
+		out = dst[:size]
+	} else {
+		out = make([]byte, size)
+	}
+	k := copy(out, c.rbuf[c.rpos:c.rend])
+	c.rpos += k
+	if _, err := io.ReadFull(c.s, out[k:]); err != nil {
+		return nil, c.readErr(err, true)
+	}
+	return out, nil
+}
+
+// fill makes at least need bytes available at rbuf[rpos:], reading as much
+// as one read returns. partial tells whether a message has begun, which
+// makes EOF an error rather than the end of the stream.
+func (c *Conn) fill(need int, partial bool) error {
+	if c.rpos > 0 && len(c.rbuf)-c.rpos < need {
+		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+		c.rpos = 0
+	}
+	for c.rend-c.rpos < need {
+		m, err := c.s.Read(c.rbuf[c.rend:])
+		c.rend += m
+		if err != nil {
+			if c.rend-c.rpos >= need {
+				break
+			}
+			return c.readErr(err, partial || c.rend > c.rpos)
+		}
+	}
+	return nil
+}
+
+// discard skips an n-byte payload without storing it.
+func (c *Conn) discard(n int64) error {
+	k := min(n, int64(c.rend-c.rpos))
+	c.rpos += int(k)
+	n -= k
+	if n == 0 {
+		return nil
+	}
+	if _, err := io.CopyN(io.Discard, c.s, n); err != nil {
+		return c.readErr(err, true)
+	}
+	return nil
+}
+
+func (c *Conn) readErr(err error, partial bool) error {
+	if errors.Is(err, io.EOF) {
+		if partial {
+			c.rerr = fmt.Errorf("pipe: recv: got end of file during message: %w", io.ErrUnexpectedEOF)
+			return c.rerr
+		}
+		return io.EOF
+	}
+	return c.mapErr("recv", err)
+}
+
+// Close closes this end. The peer's Recv returns io.EOF once it has read
+// what was sent. Close is idempotent; a concurrent Recv returns ErrClosed.
+func (c *Conn) Close() error {
+	err := ErrClosed
+	c.closer.Do(func() {
+		c.closed.Store(true)
+		err = c.s.Close()
+	})
+	if err == ErrClosed {
+		return nil
+	}
+	return err
+}
+
+// fd returns the descriptor without changing its mode, or -1 once closed.
+func (c *Conn) fd() int {
+	rc, err := c.s.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if rc.Control(func(u uintptr) { fd = int(u) }) != nil {
+		return -1
+	}
+	return fd
+}
+
+// buffered reports whether a message (or the start of one) is already read.
+func (c *Conn) buffered() bool {
+	if !c.rmu.TryLock() {
+		return false
+	}
+	defer c.rmu.Unlock()
+	return c.rend > c.rpos || c.rerr != nil
+}
+
+// Handle passing: the descriptor is duplicated (the sender's Conn stays
+// usable) and the receiver rebuilds a Conn around it. Bytes already buffered
+// by the sender stay with the sender: pass a Conn before reading from it.
+func init() {
+	wire.RegisterHandle(wire.ExtPipeConn, func(c *Conn, fds *wire.Files) ([]byte, error) {
+		if c.closed.Load() {
+			return nil, fmt.Errorf("pipe: cannot pass a closed Conn: %w", ErrClosed)
+		}
+		fd := c.fd()
+		if fd < 0 {
+			return nil, ErrClosed
+		}
+		d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("pipe: dup: %w", err)
+		}
+		i := fds.AddOwned(d)
+		var flags byte
+		if c.readable {
+			flags |= 1
+		}
+		if c.writable {
+			flags |= 2
+		}
+		return []byte{byte(i), byte(i >> 8), flags}, nil
+	}, func(c *Conn, state []byte, fds *wire.Files) error {
+		if len(state) != 3 {
+			return fmt.Errorf("pipe: bad Conn state (%d bytes)", len(state))
+		}
+		fd, err := fds.Take(int(state[0]) | int(state[1])<<8)
+		if err != nil {
+			return err
+		}
+		c.s = wire.NewFile(fd, "pipe")
+		c.readable, c.writable = state[2]&1 != 0, state[2]&2 != 0
+		c.maxSize.Store(DefaultMaxMessageSize)
+		return nil
+	})
+}

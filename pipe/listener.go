@@ -1,0 +1,168 @@
+package pipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// HandshakeTimeout bounds the authkey handshake of one connection in Accept
+// and Dial, so that a silent peer cannot stall them when ctx has no deadline.
+const HandshakeTimeout = 10 * time.Second
+
+// Listener accepts authenticated connections, as Python's
+// multiprocessing.connection.Listener does.
+type Listener struct {
+	l       net.Listener
+	authkey []byte
+	mu      sync.Mutex // serialises deadline changes between Accepts
+	closed  chan struct{}
+	once    sync.Once
+}
+
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// Listen listens on network ("unix" or "tcp", "tcp4", "tcp6") and address.
+// A nil authkey means no handshake, as Python's authkey=None; any other
+// value, the empty key included, makes every connection prove it knows the
+// key. A unix socket file is removed by Close.
+func Listen(network, address string, authkey []byte) (*Listener, error) {
+	l, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("pipe: listen: %w", err)
+	}
+	if _, ok := l.(deadliner); !ok {
+		l.Close()
+		return nil, fmt.Errorf("pipe: listen: %s listeners are not supported", network)
+	}
+	return &Listener{l: l, authkey: cloneKey(authkey), closed: make(chan struct{})}, nil
+}
+
+func cloneKey(k []byte) []byte {
+	if k == nil {
+		return nil
+	}
+	return append([]byte{}, k...)
+}
+
+// Addr returns the listening address.
+func (l *Listener) Addr() net.Addr { return l.l.Addr() }
+
+// Accept waits for a connection and authenticates it. A failed handshake
+// returns an error matching ErrAuth and closes that connection; the
+// Listener stays usable. It returns ctx's error if ctx ends first.
+func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
+	for {
+		nc, err := l.acceptRaw(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c, err := handshake(ctx, nc, l.authkey, true)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+func (l *Listener) acceptRaw(ctx context.Context) (net.Conn, error) {
+	stop := context.AfterFunc(ctx, func() {
+		l.l.(deadliner).SetDeadline(time.Unix(1, 0))
+	})
+	defer stop()
+	for {
+		nc, err := l.l.Accept()
+		if err == nil {
+			return nc, nil
+		}
+		select {
+		case <-l.closed:
+			return nil, ErrClosed
+		default:
+		}
+		if ctx.Err() != nil {
+			// Clear the deadline for other Accepts; a cancelled peer Accept
+			// may have set it under them, which they retry past.
+			l.l.(deadliner).SetDeadline(time.Time{})
+			return nil, fmt.Errorf("pipe: accept: %w", ctx.Err())
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("pipe: accept: %w", err)
+	}
+}
+
+// Close stops listening and removes a unix socket file. It is idempotent.
+func (l *Listener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.closed)
+		err = l.l.Close()
+	})
+	return err
+}
+
+// Dial connects to a Listener (ours or Python's) at address and runs the
+// authkey handshake; a nil authkey skips it. A wrong key is an error
+// matching ErrAuth.
+func Dial(ctx context.Context, network, address string, authkey []byte) (*Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("pipe: dial: %w", err)
+	}
+	return handshake(ctx, nc, authkey, false)
+}
+
+// handshake wraps nc and authenticates it; the server side delivers its
+// challenge first. On failure nc is closed.
+func handshake(ctx context.Context, nc net.Conn, key []byte, server bool) (*Conn, error) {
+	s, ok := nc.(stream)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("pipe: unsupported connection type %T", nc)
+	}
+	c := newConn(s, true, true)
+	if key == nil {
+		return c, nil
+	}
+	deadline := time.Now().Add(HandshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	var err error
+	if server {
+		if err = deliverChallenge(c, key); err == nil {
+			err = answerChallenge(c, key)
+		}
+	} else {
+		if err = answerChallenge(c, key); err == nil {
+			err = deliverChallenge(c, key)
+		}
+	}
+	stop()
+	if err != nil {
+		c.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+var _ stream = (*net.TCPConn)(nil)
+var _ stream = (*net.UnixConn)(nil)
+var _ syscall.Conn = (*os.File)(nil)

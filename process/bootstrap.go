@@ -1,0 +1,153 @@
+package process
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
+)
+
+// The parent and the child talk over a dedicated socketpair that the child
+// inherits as descriptor bootstrapFD, never over argv or stdout (a library
+// that prints must not break start-up). Each message is a 4-byte big-endian
+// length and a msgpack body.
+//
+//	parent -> child: bootstrap (once)
+//	child -> parent: report{Kind: "started"} once the function is about to
+//	                 run, then report{Kind: "error"} if it failed.
+//
+// The parent keeps its end open while the child runs: the child sees end of
+// file on it when the parent is gone (the lifeline behind Pdeathsig).
+const (
+	// EnvBootstrap names the environment variable that tells a process it
+	// is a child started by this package, and on which descriptor its
+	// bootstrap waits.
+	EnvBootstrap = "MPGO_BOOTSTRAP_FD"
+
+	bootstrapFD      = 3
+	firstHandleFD    = 4
+	protocolVersion  = 1
+	maxBootstrapSize = 1 << 30
+	maxReportSize    = 1 << 20
+)
+
+type bootstrap struct {
+	Version   int
+	ExeID     string
+	Func      string
+	Arg       []byte
+	NFiles    int
+	ParentPid int
+	Name      string
+	Identity  string
+	Daemon    bool
+	AuthKey   []byte
+}
+
+type report struct {
+	Kind    string // "started" or "error"
+	Message string
+}
+
+func writeMsg(fd int, v any) error {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return err
+	}
+	out := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(out, uint32(len(b)))
+	copy(out[4:], b)
+	for len(out) > 0 {
+		n, err := unix.Write(fd, out)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			if err == unix.EAGAIN {
+				waitWritable(fd)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		out = out[n:]
+	}
+	return nil
+}
+
+func waitWritable(fd int) {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	unix.Poll(p, -1)
+}
+
+// readMsg reads one message from r into v; io.EOF at a message boundary.
+func readMsg(r io.Reader, v any, limit int) error {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if int64(n) > int64(limit) {
+		return fmt.Errorf("message of %d bytes over the limit", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return msgpack.Unmarshal(b, v)
+}
+
+// fdReader reads a raw descriptor with blocking system calls.
+type fdReader int
+
+func (f fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(f), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+var (
+	exeIDOnce sync.Once
+	exeID     string
+)
+
+// selfID identifies the running executable file, so that a child can tell
+// it was started from the same build as its parent. /proc/self/exe names
+// the inode the process was started from even if the path was replaced.
+func selfID() string {
+	exeIDOnce.Do(func() {
+		var st unix.Stat_t
+		if err := unix.Stat(selfPath(), &st); err != nil {
+			exeID = "unknown"
+			return
+		}
+		exeID = fmt.Sprintf("%x:%x:%x:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	})
+	return exeID
+}
+
+func selfPath() string {
+	if _, err := os.Stat("/proc/self/exe"); err == nil {
+		return "/proc/self/exe"
+	}
+	p, err := os.Executable()
+	if err != nil {
+		return os.Args[0]
+	}
+	return p
+}

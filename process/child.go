@@ -1,0 +1,142 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/mpgo/multiprocessing/internal/exithook"
+	"github.com/mpgo/multiprocessing/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// Init must be the first statement of main, and of TestMain in tests: it is
+// Go's `if __name__ == "__main__":`. In the parent it returns at once. In a
+// child started by this package it runs the registered function the parent
+// asked for and exits the process; it never returns, so nothing of main runs
+// twice.
+//
+// A child exits with 0 when the function returns nil, with 1 when it returns
+// an error or panics (the text and the stack reach the parent's
+// *ExitError), and with whatever code the function passes to os.Exit.
+func Init() {
+	v, ok := os.LookupEnv(EnvBootstrap)
+	if !ok {
+		return
+	}
+	// The variable is for this process only: a program this child starts
+	// with os/exec is not one of ours.
+	os.Unsetenv(EnvBootstrap)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd != bootstrapFD {
+		fatal("%s=%q is set, but this process was not started by the multiprocessing runtime", EnvBootstrap, v)
+	}
+	os.Exit(runChild(fd))
+}
+
+func fatal(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "multiprocessing: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+// child is the state of a worker process, set once by runChild.
+var child struct {
+	active    bool
+	name      string
+	identity  string
+	parentPid int
+	daemon    bool
+	authKey   []byte
+}
+
+func runChild(fd int) int {
+	unix.CloseOnExec(fd)
+	var b bootstrap
+	if err := readMsg(fdReader(fd), &b, maxBootstrapSize); err != nil {
+		fatal("no bootstrap on descriptor %d (%v): worker processes are started by process.Start, not by hand", fd, err)
+	}
+	if b.Version != protocolVersion {
+		fatal("bootstrap protocol %d, this binary speaks %d: parent and worker are different builds; rebuild and restart", b.Version, protocolVersion)
+	}
+	if b.ExeID != selfID() {
+		fatal("this worker is not the parent's executable (%s != %s): rebuild and restart", selfID(), b.ExeID)
+	}
+	// The parent may have died before Pdeathsig was armed in this process
+	// (the signal only covers deaths after the prctl). Compare with the pid
+	// it recorded, never with 1: in a container the parent may be pid 1.
+	if unix.Getppid() != b.ParentPid {
+		return 1
+	}
+	child.active = true
+	child.name = b.Name
+	child.identity = b.Identity
+	child.parentPid = b.ParentPid
+	child.daemon = b.Daemon
+	child.authKey = b.AuthKey
+
+	e, ok := lookup(b.Func)
+	if !ok {
+		msg := fmt.Sprintf("process: no function registered as %q in this binary: register it at package level so every process has it", b.Func)
+		writeMsg(fd, report{Kind: "error", Message: msg})
+		fmt.Fprintln(os.Stderr, msg)
+		return 1
+	}
+	fds := make([]int, b.NFiles)
+	for i := range fds {
+		fds[i] = firstHandleFD + i
+	}
+	files := wire.Received(fds)
+
+	go lifeline(fd)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
+	defer stop()
+	if err := writeMsg(fd, report{Kind: "started"}); err != nil {
+		return 1
+	}
+	err := call(ctx, e, b.Arg, files)
+	files.Close()
+	exithook.Run()
+	// Join the children this worker started, as Python does at exit.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	Shutdown(sctx)
+	cancel()
+	if err != nil {
+		writeMsg(fd, report{Kind: "error", Message: err.Error()})
+		return 1
+	}
+	return 0
+}
+
+// call runs the function and turns a panic into an error carrying the
+// panic value and the stack.
+func call(ctx context.Context, e entry, arg []byte, files *wire.Files) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n\n%s", r, debug.Stack())
+		}
+	}()
+	return e.run(ctx, arg, files)
+}
+
+// lifeline exits the process when the parent is gone: its end of the
+// bootstrap socket reaches end of file. Pdeathsig normally kills us first;
+// this covers the cases it misses (it is cleared by set-user-ID execs and
+// follows the parent's thread, go.dev/issue/27505).
+func lifeline(fd int) {
+	var b [64]byte
+	for {
+		n, err := unix.Read(fd, b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if n == 0 || err != nil {
+			os.Exit(1)
+		}
+	}
+}

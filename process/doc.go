@@ -1,0 +1,53 @@
+// Package process runs Go functions in child processes, the analogue of
+// Python's multiprocessing.Process.
+//
+// A child is the same binary, re-executed from /proc/self/exe. Which
+// registered function to run and its argument reach the child over a
+// dedicated descriptor, never argv or stdout. So the program must let the
+// child find its way before main does real work:
+//
+//	var greet = process.Register("greet", func(ctx context.Context, name string) error {
+//		fmt.Println("hello,", name)
+//		return nil
+//	})
+//
+//	func main() {
+//		process.Init() // Python: if __name__ == "__main__":
+//		p := process.New(greet, "world")
+//		if err := p.Start(); err != nil { ... }
+//		if err := p.Join(ctx); err != nil { ... }
+//	}
+//
+// [Init] returns at once in the parent; in a child it runs the function and
+// exits. Test binaries call it first in TestMain.
+//
+// # Arguments and handles
+//
+// The argument is encoded as msgpack: exported struct fields travel.
+// Objects that own OS resources travel as working handles: *pipe.Conn,
+// queues, locks, manager proxies, *os.File, net.Conn and net.Listener, at
+// top level or in fields, slices, maps and interface-typed fields. The
+// parent may close its copies as soon as [Process.Start] returns.
+//
+// # Exit codes and errors
+//
+// As Python's exitcode: 0 on success; 1 when the function returns an error
+// or panics; the code given to os.Exit; -N when killed by signal N.
+// [Process.Join] returns an [*ExitError] with the pid, the code or signal,
+// the function's error text or the panic value with its stack, and the tail
+// of stderr when it was captured.
+//
+// # No orphans
+//
+// A child dies with its parent, whatever kills the parent (SIGKILL
+// included): every child is started from one OS thread that never exits,
+// with PR_SET_PDEATHSIG set to SIGKILL, and also exits when its end of the
+// bootstrap socket reports that the parent is gone. A worker joins its own
+// non-daemon children when its function returns; daemon children are
+// terminated by [Shutdown] and may not start children.
+//
+// # Caveats
+//
+// Linux only (pidfd, prctl). Signals go through a pidfd, so they never
+// reach a process that reused a dead child's pid.
+package process

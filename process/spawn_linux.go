@@ -1,0 +1,364 @@
+package process
+
+import (
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// osProc is a started child: its pidfd (or pid where the kernel has no
+// pidfds), the parent's end of the bootstrap socket, and the goroutines
+// copying its output.
+type osProc struct {
+	pid        int
+	pidfd      *os.File // nil without pidfd support
+	boot       int      // parent's end of the bootstrap socket
+	copies     sync.WaitGroup
+	stderrTail *tailBuffer
+	exited     chan struct{} // fallback path: closed when wait4 returned
+
+	mu   sync.Mutex
+	dead bool
+}
+
+type exitStatus struct {
+	code   int
+	signal syscall.Signal
+}
+
+// Every child is started from one goroutine locked to one OS thread that
+// never exits. Pdeathsig fires when the *thread* that forked the child
+// exits, not the process (prctl(2); go.dev/issue/27505): a goroutine that
+// starts children from an arbitrary thread can see them killed when the Go
+// runtime retires that thread.
+var (
+	spawnOnce sync.Once
+	spawnReqs chan func()
+)
+
+func onSpawnThread(f func()) {
+	spawnOnce.Do(func() {
+		spawnReqs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for f := range spawnReqs {
+				f()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawnReqs <- func() { f(); close(done) }
+	<-done
+}
+
+var devNull struct {
+	once sync.Once
+	fd   int
+	err  error
+}
+
+func nullFD() (int, error) {
+	devNull.once.Do(func() {
+		devNull.fd, devNull.err = unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	})
+	return devNull.fd, devNull.err
+}
+
+func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
+	null, err := nullFD()
+	if err != nil {
+		return nil, err
+	}
+	// The bootstrap socket. The parent's end is close-on-exec, so no other
+	// child inherits it and the lifeline sees EOF exactly when we die.
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	proc := &osProc{boot: sp[0]}
+	childBoot := sp[1]
+	defer unix.Close(childBoot)
+
+	var closeAfter []int
+	defer func() {
+		for _, fd := range closeAfter {
+			unix.Close(fd)
+		}
+	}()
+	stdout, err := outputFD(o.stdout, 1, nil, &proc.copies, &closeAfter)
+	if err != nil {
+		unix.Close(sp[0])
+		return nil, err
+	}
+	if o.stderr != nil {
+		proc.stderrTail = &tailBuffer{max: 4096}
+	}
+	stderr, err := outputFD(o.stderr, 2, proc.stderrTail, &proc.copies, &closeAfter)
+	if err != nil {
+		unix.Close(sp[0])
+		return nil, err
+	}
+
+	files := make([]uintptr, 0, firstHandleFD+len(handles))
+	files = append(files, uintptr(null), uintptr(stdout), uintptr(stderr), uintptr(childBoot))
+	for _, fd := range handles {
+		files = append(files, uintptr(fd))
+	}
+	env := append(os.Environ(), o.env...)
+	env = append(env, EnvBootstrap+"=3")
+	pidfd := -1
+	attr := &syscall.ProcAttr{
+		Env:   env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Pdeathsig: syscall.SIGKILL,
+			PidFD:     &pidfd,
+		},
+	}
+	var pid int
+	onSpawnThread(func() {
+		pid, err = syscall.ForkExec(selfPath(), os.Args, attr)
+		if err != nil && pidfdUnsupported(err) {
+			attr.Sys.PidFD = nil
+			pidfd = -1
+			pid, err = syscall.ForkExec(selfPath(), os.Args, attr)
+		}
+	})
+	if err != nil {
+		unix.Close(sp[0])
+		return nil, err
+	}
+	proc.pid = pid
+	if pidfd >= 0 {
+		unix.SetNonblock(pidfd, true)
+		proc.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
+	} else {
+		proc.exited = make(chan struct{})
+	}
+	// The bootstrap fits the socket buffer only when small; write it from a
+	// goroutine-free blocking call: the child is reading it right away.
+	if err := writeMsg(sp[0], b); err != nil {
+		proc.signal(syscall.SIGKILL)
+	}
+	return proc, nil
+}
+
+func pidfdUnsupported(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS)
+}
+
+// outputFD returns the descriptor the child gets as its stdout or stderr:
+// the parent's own (def) when w is nil, the file's when w is an *os.File,
+// else a pipe whose read end is copied into w (and tail) by a goroutine.
+func outputFD(w io.Writer, def int, tail *tailBuffer, wg *sync.WaitGroup, closeAfter *[]int) (int, error) {
+	if w == nil {
+		return def, nil
+	}
+	if f, ok := w.(*os.File); ok && tail == nil {
+		rc, err := f.SyscallConn()
+		if err == nil {
+			fd := -1
+			rc.Control(func(u uintptr) { fd = int(u) })
+			if fd >= 0 {
+				return fd, nil
+			}
+		}
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return -1, err
+	}
+	// Take the raw write end without os.File.Fd (which would switch it to
+	// blocking mode) and keep it open only until the child has it.
+	wfd, err := unix.Dup(int(rawOf(pw)))
+	pw.Close()
+	if err != nil {
+		r.Close()
+		return -1, err
+	}
+	unix.CloseOnExec(wfd)
+	*closeAfter = append(*closeAfter, wfd)
+	var dst io.Writer = w
+	if tail != nil {
+		dst = io.MultiWriter(w, tail)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		io.Copy(dst, r)
+		r.Close()
+	}()
+	return wfd, nil
+}
+
+func rawOf(f *os.File) uintptr {
+	var fd uintptr
+	rc, _ := f.SyscallConn()
+	rc.Control(func(u uintptr) { fd = u })
+	return fd
+}
+
+// siginfoChld is the start of the kernel's siginfo_t for SIGCHLD, as
+// waitid(2) fills it (x/sys keeps the union opaque).
+type siginfoChld struct {
+	Signo  int32
+	Errno  int32
+	Code   int32
+	_      int32
+	Pid    int32
+	UID    uint32
+	Status int32
+	_      [100]byte
+}
+
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// wait blocks until the child exits and reaps it. With a pidfd it waits in
+// the runtime poller, so a thousand waiting children cost no threads.
+func (p *osProc) wait() exitStatus {
+	if p.pidfd == nil {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(p.pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		p.mu.Lock()
+		p.dead = true
+		p.mu.Unlock()
+		close(p.exited)
+		if ws.Signaled() {
+			return exitStatus{code: -int(ws.Signal()), signal: ws.Signal()}
+		}
+		return exitStatus{code: ws.ExitStatus()}
+	}
+	rc, err := p.pidfd.SyscallConn()
+	if err != nil {
+		return exitStatus{code: -1}
+	}
+	var info siginfoChld
+	var werr error
+	rerr := rc.Read(func(fd uintptr) bool {
+		info = siginfoChld{}
+		_, _, e := unix.Syscall6(unix.SYS_WAITID, unix.P_PIDFD, fd,
+			uintptr(unsafe.Pointer(&info)), unix.WEXITED|unix.WNOHANG, 0, 0)
+		switch {
+		case e == unix.EAGAIN:
+			return false
+		case e == unix.EINTR:
+			return false
+		case e != 0:
+			werr = e
+			return true
+		case info.Pid == 0:
+			return false // still running: wait for the pidfd to become readable
+		}
+		return true
+	})
+	p.mu.Lock()
+	p.dead = true
+	p.mu.Unlock()
+	if rerr != nil || werr != nil {
+		return exitStatus{code: -1}
+	}
+	switch info.Code {
+	case cldExited:
+		return exitStatus{code: int(info.Status)}
+	case cldKilled, cldDumped:
+		return exitStatus{code: -int(info.Status), signal: syscall.Signal(info.Status)}
+	}
+	return exitStatus{code: -1}
+}
+
+// finish waits for the output copies and releases the pidfd.
+func (p *osProc) finish() {
+	p.copies.Wait()
+	if p.pidfd != nil {
+		p.pidfd.Close()
+	}
+}
+
+// readReports reads what the child reported on the bootstrap socket, now
+// that it has exited, and closes the parent's end.
+func (p *osProc) readReports() (message string, started bool) {
+	defer unix.Close(p.boot)
+	r := fdReader(p.boot)
+	for {
+		var rep report
+		if err := readMsg(r, &rep, maxReportSize); err != nil {
+			return message, started
+		}
+		switch rep.Kind {
+		case "started":
+			started = true
+		case "error":
+			message = rep.Message
+		}
+	}
+}
+
+func (p *osProc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	dead := p.dead
+	p.mu.Unlock()
+	if dead {
+		return nil
+	}
+	if p.pidfd != nil {
+		rc, err := p.pidfd.SyscallConn()
+		if err != nil {
+			return nil // closed: the child was reaped
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.PidfdSendSignal(int(fd), sig, nil, 0)
+		}); err != nil {
+			return nil
+		}
+		if errors.Is(serr, unix.ESRCH) {
+			return nil
+		}
+		return serr
+	}
+	// Without pidfds the pid stays ours until we reap it, which happens
+	// under p.mu only after dead is set.
+	err := unix.Kill(p.pid, sig)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tailBuffer) Bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.buf...)
+}
