@@ -32,29 +32,49 @@ type exitStatus struct {
 	signal syscall.Signal
 }
 
-// Every child is started from one goroutine locked to one OS thread that
-// never exits. Pdeathsig fires when the *thread* that forked the child
-// exits, not the process (prctl(2); go.dev/issue/27505): a goroutine that
-// starts children from an arbitrary thread can see them killed when the Go
-// runtime retires that thread.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan func()
-)
+// Every child is started from one goroutine locked to one OS thread.
+// Pdeathsig fires when the *thread* that forked the child exits, not the
+// process (prctl(2); go.dev/issue/27505): children started from arbitrary
+// threads could be killed when the Go runtime retires one. The spawner
+// thread lives while any child it started lives; once the last one is
+// reaped the goroutine returns still locked, which retires the thread, so a
+// program (or a test checked by goleak) with no children has no spawner.
+var spawner struct {
+	mu   sync.Mutex
+	reqs chan func()
+	live int // children started (or being started) and not yet reaped
+}
 
+// onSpawnThread runs f on the spawner thread and counts one live child;
+// the caller calls releaseSpawn when that child is reaped or failed to start.
 func onSpawnThread(f func()) {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan func())
+	spawner.mu.Lock()
+	if spawner.reqs == nil {
+		reqs := make(chan func())
+		spawner.reqs = reqs
 		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
-			for f := range spawnReqs {
+			runtime.LockOSThread() // never unlocked: see above
+			for f := range reqs {
 				f()
 			}
 		}()
-	})
+	}
+	reqs := spawner.reqs
+	spawner.live++
+	spawner.mu.Unlock()
 	done := make(chan struct{})
-	spawnReqs <- func() { f(); close(done) }
+	reqs <- func() { f(); close(done) }
 	<-done
+}
+
+func releaseSpawn() {
+	spawner.mu.Lock()
+	defer spawner.mu.Unlock()
+	spawner.live--
+	if spawner.live == 0 {
+		close(spawner.reqs)
+		spawner.reqs = nil
+	}
 }
 
 var devNull struct {
@@ -131,6 +151,7 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 		}
 	})
 	if err != nil {
+		releaseSpawn()
 		unix.Close(sp[0])
 		return nil, err
 	}
@@ -281,8 +302,10 @@ func (p *osProc) wait() exitStatus {
 	return exitStatus{code: -1}
 }
 
-// finish waits for the output copies and releases the pidfd.
+// finish waits for the output copies and releases the pidfd and the
+// spawner thread.
 func (p *osProc) finish() {
+	releaseSpawn()
 	p.copies.Wait()
 	if p.pidfd != nil {
 		p.pidfd.Close()

@@ -1,0 +1,31 @@
+package pipe_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/mpgo/multiprocessing/process"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	process.Init()
+	goleak.VerifyTestMain(m)
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// fdCount counts this process's open descriptors.
+func fdCount(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
