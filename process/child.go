@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -118,7 +119,7 @@ func runChild(fd int) int {
 func call(ctx context.Context, e entry, arg []byte, files *wire.Files) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v\n\n%s", r, debug.Stack())
+			err = fmt.Errorf("panic: %v\n\n%s", r, trimStack(debug.Stack()))
 		}
 	}()
 	return e.run(ctx, arg, files)
@@ -139,4 +140,26 @@ func lifeline(fd int) {
 			os.Exit(1)
 		}
 	}
+}
+
+// trimStack drops the frames between the goroutine header and the frame
+// that panicked (debug.Stack, our recover and the runtime's panic), which
+// only mislead a reader.
+func trimStack(s []byte) []byte {
+	head, rest, ok := bytes.Cut(s, []byte("\n"))
+	if !ok {
+		return s
+	}
+	i := bytes.Index(rest, []byte("\npanic("))
+	if i < 0 {
+		return s
+	}
+	after := rest[i+1:]
+	// Skip the panic( line and its file:line line.
+	for range 2 {
+		if j := bytes.IndexByte(after, '\n'); j >= 0 {
+			after = after[j+1:]
+		}
+	}
+	return append(append(head, '\n'), after...)
 }

@@ -1,16 +1,24 @@
 package process_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -18,35 +26,406 @@ func TestMain(m *testing.M) {
 		os.Exit(0) // BenchmarkExecSelf's child: the cost of a bare re-exec
 	}
 	process.Init()
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
-var noop = process.Register("test.noop", func(ctx context.Context, _ struct{}) error { return nil })
+var (
+	noop    = process.Register("test.noop", func(ctx context.Context, _ struct{}) error { return nil })
+	fail    = process.Register("test.fail", func(ctx context.Context, msg string) error { return errors.New(msg) })
+	boom    = process.Register("test.panic", func(ctx context.Context, msg string) error { panic(msg) })
+	exit    = process.Register("test.exit", func(ctx context.Context, code int) error { os.Exit(code); return nil })
+	suicide = process.Register("test.suicide", func(ctx context.Context, _ struct{}) error {
+		return syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	})
+	// block tells the parent it runs, then waits for its ctx to end.
+	block = process.Register("test.block", func(ctx context.Context, ready *pipe.Conn) error {
+		if err := ready.Send(os.Getpid()); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	env = process.Register("test.env", func(ctx context.Context, kv [2]string) error {
+		if got := os.Getenv(kv[0]); got != kv[1] {
+			return fmt.Errorf("%s=%q, want %q", kv[0], got, kv[1])
+		}
+		if _, ok := os.LookupEnv(process.EnvBootstrap); ok {
+			return errors.New("bootstrap variable leaked into the child's environment")
+		}
+		return nil
+	})
+	printer = process.Register("test.print", func(ctx context.Context, n int) error {
+		for i := range n {
+			fmt.Printf("line %d\n", i)
+			fmt.Fprintf(os.Stderr, "err %d\n", i)
+		}
+		return errors.New("done printing")
+	})
+	whoami = process.Register("test.whoami", func(ctx context.Context, parent int) error {
+		info := process.Current()
+		if !info.IsWorker || info.ParentPid != parent || info.Pid != os.Getpid() {
+			return fmt.Errorf("Current() = %+v, parent %d", info, parent)
+		}
+		return errors.New(info.Name)
+	})
+	// nested starts a child of its own and reports its name.
+	nested = process.Register("test.nested", func(ctx context.Context, _ struct{}) error {
+		p := process.New(whoami, os.Getpid())
+		if err := p.Start(); err != nil {
+			return err
+		}
+		var ee *process.ExitError
+		if err := p.Join(ctx); !errors.As(err, &ee) {
+			return fmt.Errorf("grandchild: %v", err)
+		}
+		return errors.New(ee.Message)
+	})
+	daemonStarts = process.Register("test.daemonStarts", func(ctx context.Context, _ struct{}) error {
+		return process.New(noop, struct{}{}).Start()
+	})
+	// middle starts a grandchild that blocks and reports its pid, then
+	// blocks itself until it is killed.
+	middle = process.Register("test.middle", func(ctx context.Context, ready *pipe.Conn) error {
+		p := process.New(block, ready)
+		if err := p.Start(); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	})
+)
 
-var fail = process.Register("test.fail", func(ctx context.Context, msg string) error { return errors.New(msg) })
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func TestNoop(t *testing.T) {
-	p := process.New(noop, struct{}{})
+func run(t *testing.T, p *process.Process) error {
+	t.Helper()
 	require.NoError(t, p.Start())
-	require.NoError(t, p.Join(ctxT(t)))
-	code, exited := p.ExitCode()
-	assert.True(t, exited)
-	assert.Equal(t, 0, code)
+	return p.Join(ctxT(t))
 }
 
-func TestFail(t *testing.T) {
-	p := process.New(fail, "boom")
+func TestExitCodes(t *testing.T) {
+	t.Run("nil", func(t *testing.T) {
+		p := process.New(noop, struct{}{})
+		require.NoError(t, run(t, p))
+		code, exited := p.ExitCode()
+		assert.True(t, exited)
+		assert.Equal(t, 0, code)
+		assert.False(t, p.IsAlive())
+	})
+	t.Run("error", func(t *testing.T) {
+		p := process.New(fail, "it failed")
+		var ee *process.ExitError
+		require.ErrorAs(t, run(t, p), &ee)
+		assert.Equal(t, 1, ee.Code)
+		assert.Equal(t, 1, ee.ExitCode())
+		assert.Equal(t, syscall.Signal(0), ee.Signal)
+		assert.Equal(t, "it failed", ee.Message)
+		assert.Equal(t, p.Pid(), ee.Pid)
+		assert.Equal(t, p.Name(), ee.Name)
+		assert.Contains(t, ee.Error(), "exited with code 1: it failed")
+	})
+	t.Run("panic", func(t *testing.T) {
+		var ee *process.ExitError
+		require.ErrorAs(t, run(t, process.New(boom, "kaboom")), &ee)
+		assert.Equal(t, 1, ee.Code)
+		assert.Contains(t, ee.Message, "panic: kaboom")
+		// The stack names the function that panicked.
+		assert.Contains(t, ee.Message, "process/process_test.go:")
+		assert.NotContains(t, ee.Message, "runtime/debug.Stack", "the runtime's own frames are trimmed")
+	})
+	t.Run("os.Exit", func(t *testing.T) {
+		var ee *process.ExitError
+		require.ErrorAs(t, run(t, process.New(exit, 3)), &ee)
+		assert.Equal(t, 3, ee.Code)
+		assert.Empty(t, ee.Message)
+	})
+	t.Run("SIGKILL", func(t *testing.T) {
+		p := process.New(suicide, struct{}{})
+		var ee *process.ExitError
+		require.ErrorAs(t, run(t, p), &ee)
+		assert.Equal(t, -9, ee.Code)
+		assert.Equal(t, syscall.SIGKILL, ee.Signal)
+		code, _ := p.ExitCode()
+		assert.Equal(t, -9, code)
+	})
+}
+
+// startBlocked starts a child of block and waits until it runs.
+func startBlocked(t *testing.T, opts ...process.Option) *process.Process {
+	t.Helper()
+	a, b, err := pipe.Pipe()
+	require.NoError(t, err)
+	defer a.Close()
+	p := process.New(block, b, opts...)
 	require.NoError(t, p.Start())
-	err := p.Join(ctxT(t))
+	b.Close()
+	var pid int
+	require.NoError(t, a.Recv(&pid))
+	require.Equal(t, p.Pid(), pid)
+	require.True(t, p.IsAlive())
+	return p
+}
+
+func TestSignals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		send   func(*process.Process) error
+		code   int
+		signal syscall.Signal
+		msg    string
+	}{
+		{"Terminate", (*process.Process).Terminate, -15, syscall.SIGTERM, ""},
+		{"Kill", (*process.Process).Kill, -9, syscall.SIGKILL, ""},
+		// Interrupt cancels the child's ctx; block returns ctx.Err().
+		{"Interrupt", (*process.Process).Interrupt, 1, 0, "context canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startBlocked(t)
+			require.NoError(t, tc.send(p))
+			var ee *process.ExitError
+			require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+			assert.Equal(t, tc.code, ee.Code)
+			assert.Equal(t, tc.signal, ee.Signal)
+			assert.Equal(t, tc.msg, ee.Message)
+			// Signalling an exited process is a no-op.
+			assert.NoError(t, tc.send(p))
+		})
+	}
+}
+
+func TestJoinContext(t *testing.T) {
+	p := startBlocked(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.Join(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.True(t, p.IsAlive(), "the child keeps running after Join's ctx ends")
+	_, exited := p.ExitCode()
+	assert.False(t, exited)
+	require.NoError(t, p.Kill())
 	var ee *process.ExitError
+	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	// Join is idempotent.
+	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	assert.Equal(t, -9, ee.Code)
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("Done not closed after Join")
+	}
+}
+
+func TestLifecycleErrors(t *testing.T) {
+	p := process.New(noop, struct{}{})
+	assert.Equal(t, 0, p.Pid())
+	assert.False(t, p.IsAlive())
+	assert.ErrorIs(t, p.Join(ctxT(t)), process.ErrNotStarted)
+	assert.ErrorIs(t, p.Terminate(), process.ErrNotStarted)
+	_, exited := p.ExitCode()
+	assert.False(t, exited)
+	require.NoError(t, p.Start())
+	assert.ErrorIs(t, p.Start(), process.ErrStarted)
+	require.NoError(t, p.Join(ctxT(t)))
+	assert.ErrorIs(t, p.Start(), process.ErrStarted)
+}
+
+func TestUnencodableArgument(t *testing.T) {
+	f := process.Register("test.chan", func(ctx context.Context, c chan int) error { return nil })
+	p := process.New(f, make(chan int))
+	err := p.Start()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "chan")
+	assert.Equal(t, 0, p.Pid(), "no child is started")
+}
+
+func TestRegisterPanics(t *testing.T) {
+	assert.Panics(t, func() { process.Register("test.noop", func(context.Context, int) error { return nil }) })
+	assert.Panics(t, func() { process.Register("", func(context.Context, int) error { return nil }) })
+	assert.Panics(t, func() { process.Register("a b", func(context.Context, int) error { return nil }) })
+}
+
+func TestNamesAndCurrent(t *testing.T) {
+	assert.Equal(t, "MainProcess", process.Current().Name)
+	assert.False(t, process.Current().IsWorker)
+
+	p := process.New(whoami, os.Getpid(), process.WithName("worker-x"))
+	var ee *process.ExitError
+	require.ErrorAs(t, run(t, p), &ee)
+	assert.Equal(t, "worker-x", ee.Message, "the child sees its own name")
+
+	q := process.New(nested, struct{}{})
+	require.True(t, strings.HasPrefix(q.Name(), "Process-"))
+	require.ErrorAs(t, run(t, q), &ee)
+	// A grandchild is named after its parent's identity, as in Python.
+	assert.Regexp(t, `^`+q.Name()+`:\d+$`, ee.Message)
+}
+
+func TestEnv(t *testing.T) {
+	p := process.New(env, [2]string{"MPGO_TEST_VAR", "forty two"}, process.WithEnv("MPGO_TEST_VAR=forty two"))
+	require.NoError(t, run(t, p))
+}
+
+func TestOutputCapture(t *testing.T) {
+	var out, errb bytes.Buffer
+	p := process.New(printer, 1000, process.WithStdout(&out), process.WithStderr(&errb))
+	var ee *process.ExitError
+	require.ErrorAs(t, run(t, p), &ee)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 1000, "all output is in the writer when Join returns")
+	assert.Equal(t, "line 999", lines[999])
+	assert.True(t, strings.HasSuffix(errb.String(), "err 999\n"))
+	assert.LessOrEqual(t, len(ee.Stderr), 4096)
+	assert.True(t, bytes.HasSuffix(ee.Stderr, []byte("err 999\n")), "the stderr tail is in the ExitError")
+}
+
+func TestOutputToFile(t *testing.T) {
+	f, err := os.Create(t.TempDir() + "/out")
+	require.NoError(t, err)
+	defer f.Close()
+	p := process.New(printer, 3, process.WithStdout(f))
+	require.Error(t, run(t, p))
+	b, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	assert.Equal(t, "line 0\nline 1\nline 2\n", string(b))
+}
+
+func TestDaemon(t *testing.T) {
+	p := process.New(daemonStarts, struct{}{}, process.WithDaemon())
+	assert.True(t, p.Daemon())
+	var ee *process.ExitError
+	require.ErrorAs(t, run(t, p), &ee)
+	assert.Equal(t, process.ErrDaemonChildren.Error(), ee.Message)
+}
+
+func TestShutdown(t *testing.T) {
+	d := startBlocked(t, process.WithDaemon())
+	n := process.New(noop, struct{}{})
+	require.NoError(t, n.Start())
+	assert.Contains(t, process.ActiveChildren(), d)
+	require.NoError(t, process.Shutdown(ctxT(t)))
+	code, exited := d.ExitCode()
+	assert.True(t, exited)
+	assert.Equal(t, -15, code, "Shutdown terminates daemons")
+	code, exited = n.ExitCode()
+	assert.True(t, exited)
+	assert.Equal(t, 0, code, "and joins the others")
+	assert.NotContains(t, process.ActiveChildren(), d)
+	assert.NotContains(t, process.ActiveChildren(), n)
+
+	// Shutdown returns the ctx error when a child outlives it.
+	b := startBlocked(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, process.Shutdown(ctx), context.DeadlineExceeded)
+	require.NoError(t, b.Kill())
+	require.Error(t, b.Join(ctxT(t)))
+}
+
+// TestNoOrphans kills a child with SIGKILL and checks that the grandchild
+// it started dies too, within a second.
+func TestNoOrphans(t *testing.T) {
+	a, b, err := pipe.Pipe()
+	require.NoError(t, err)
+	defer a.Close()
+	p := process.New(middle, b)
+	require.NoError(t, p.Start())
+	b.Close()
+	var gpid int
+	require.NoError(t, a.Recv(&gpid))
+	pidfd, err := unix.PidfdOpen(gpid, 0)
+	require.NoError(t, err)
+	defer unix.Close(pidfd)
+
+	require.NoError(t, p.Kill())
+	var ee *process.ExitError
+	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	assert.Equal(t, -9, ee.Code)
+	// A pidfd turns readable when its process exits (even while a zombie).
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 1000)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "grandchild %d still alive 1 s after its parent was SIGKILLed", gpid)
+}
+
+func TestManyConcurrent(t *testing.T) {
+	const n = 100
+	ps := make([]*process.Process, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			ps[i] = process.New(noop, struct{}{})
+			if err := ps[i].Start(); err != nil {
+				errs <- err
+				return
+			}
+			errs <- ps[i].Join(ctxT(t))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	pids := map[int]bool{}
+	for _, p := range ps {
+		pids[p.Pid()] = true
+	}
+	assert.Len(t, pids, n)
+	assert.Empty(t, process.ActiveChildren())
+}
+
+func TestNoFDLeak(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		require.NoError(t, err)
+		return len(ents)
+	}
+	// Warm up lazily opened descriptors (/dev/null).
+	require.NoError(t, run(t, process.New(noop, struct{}{})))
+	before := count()
+	for range 5 {
+		require.NoError(t, run(t, process.New(noop, struct{}{})))
+		var out bytes.Buffer
+		require.Error(t, run(t, process.New(printer, 1, process.WithStdout(&out), process.WithStderr(&out))))
+		startBlocked(t).Kill()
+	}
+	require.NoError(t, process.Shutdown(ctxT(t)))
+	assert.Equal(t, before, count())
+}
+
+func TestNoInit(t *testing.T) {
+	t.Setenv(process.EnvBootstrap, "3")
+	p := process.New(noop, struct{}{})
+	assert.ErrorIs(t, p.Start(), process.ErrNoInit)
+}
+
+// A worker binary started by hand (the variable set, no bootstrap) says so.
+func TestStartedByHand(t *testing.T) {
+	cmd := exec.CommandContext(ctxT(t), "/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), process.EnvBootstrap+"=3")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee)
-	assert.Equal(t, 1, ee.Code)
-	assert.Equal(t, "boom", ee.Message)
-	fmt.Println(err)
+	assert.Equal(t, 2, ee.ExitCode())
+	assert.Contains(t, string(out), "not by hand")
+}
+
+var authkeyIs = process.Register("test.authkey", func(ctx context.Context, want []byte) error {
+	if !bytes.Equal(process.AuthKey(), want) {
+		return errors.New("authkey differs")
+	}
+	return nil
+})
+
+func TestAuthKeyInherited(t *testing.T) {
+	f := authkeyIs
+	require.Len(t, process.AuthKey(), 32)
+	require.NoError(t, run(t, process.New(f, process.AuthKey())))
 }

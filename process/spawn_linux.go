@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"reflect"
 	"runtime"
 	"sync"
 	"syscall"
@@ -111,18 +112,28 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 			unix.Close(fd)
 		}
 	}()
-	stdout, err := outputFD(o.stdout, 1, nil, &proc.copies, &closeAfter)
-	if err != nil {
-		unix.Close(sp[0])
-		return nil, err
-	}
 	if o.stderr != nil {
 		proc.stderrTail = &tailBuffer{max: 4096}
 	}
-	stderr, err := outputFD(o.stderr, 2, proc.stderrTail, &proc.copies, &closeAfter)
+	// One writer for both streams gets one pipe and one copying goroutine,
+	// so its Write is never called concurrently (as os/exec does).
+	same := o.stdout != nil && sameWriter(o.stdout, o.stderr)
+	var stdoutTail *tailBuffer
+	if same {
+		stdoutTail = proc.stderrTail
+	}
+	stdout, err := outputFD(o.stdout, 1, stdoutTail, &proc.copies, &closeAfter)
 	if err != nil {
 		unix.Close(sp[0])
 		return nil, err
+	}
+	stderr := stdout
+	if !same {
+		stderr, err = outputFD(o.stderr, 2, proc.stderrTail, &proc.copies, &closeAfter)
+		if err != nil {
+			unix.Close(sp[0])
+			return nil, err
+		}
 	}
 
 	files := make([]uintptr, 0, firstHandleFD+len(handles))
@@ -172,6 +183,14 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 
 func pidfdUnsupported(err error) bool {
 	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS)
+}
+
+func sameWriter(a, b io.Writer) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
 }
 
 // outputFD returns the descriptor the child gets as its stdout or stderr:
