@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mpgo/multiprocessing/internal/runfunc"
 	"github.com/mpgo/multiprocessing/internal/wire"
 )
 
@@ -69,3 +70,15 @@ type argError struct{ err error }
 
 func (e *argError) Error() string { return "process: cannot decode the argument: " + e.err.Error() }
 func (e *argError) Unwrap() error { return e.err }
+
+// The pool package runs a worker's initializer (a Func) in the worker
+// process itself; it reaches the registry through internal/runfunc.
+func init() {
+	runfunc.Call = func(ctx context.Context, name string, arg []byte, files *wire.Files) error {
+		e, ok := lookup(name)
+		if !ok {
+			return fmt.Errorf("process: no function registered as %q in this binary: register it at package level so every process has it", name)
+		}
+		return call(ctx, e, arg, files)
+	}
+}
