@@ -1,0 +1,126 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+)
+
+// Task is a function registered with Register, runnable in pool workers
+// with an argument of type A and a result of type R.
+type Task[A, R any] struct {
+	name string
+}
+
+// Name returns the name the task was registered under.
+func (t Task[A, R]) Name() string { return t.name }
+
+// taskEntry runs one span of a task's items in a worker.
+type taskEntry struct {
+	name string
+	run  func(ctx context.Context, rt *workerRT, sp *spanMsg)
+}
+
+var (
+	tasksMu sync.RWMutex
+	tasks   = map[string]*taskEntry{}
+)
+
+func lookupTask(name string) *taskEntry {
+	tasksMu.RLock()
+	defer tasksMu.RUnlock()
+	return tasks[name]
+}
+
+// Register makes fn runnable in pool workers under name and returns the
+// handle Map, Apply and the others take. Call it at package level
+// (var t = pool.Register(...)) or from an init function: a worker is the
+// same binary, re-executed, and finds the task by name in the table it
+// built the same way before main ran.
+//
+// Register panics on an empty name, a name with whitespace, a nil fn, or a
+// name registered twice: these are programming errors, found at start-up.
+func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, error)) Task[A, R] {
+	if name == "" || strings.ContainsAny(name, " \t\n") {
+		panic(fmt.Sprintf("pool: invalid task name %q", name))
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("pool: nil function registered as %q", name))
+	}
+	if len(name) > 1<<16-1 {
+		panic(fmt.Sprintf("pool: task name of %d bytes is too long", len(name)))
+	}
+	ac, rc := newCodec[A](), newCodec[R]()
+	e := &taskEntry{name: name}
+	e.run = func(ctx context.Context, rt *workerRT, sp *spanMsg) {
+		d := &rt.dec
+		d.reset(sp.args)
+		for i := 0; i < sp.count; i++ {
+			idx := sp.start + i
+			var a A
+			if err := ac.dec(d, &a); err != nil {
+				// The rest of the chunk cannot be found either.
+				msg := fmt.Sprintf("pool: cannot decode the argument as %T: %v", a, err)
+				for ; i < sp.count; i++ {
+					rt.record(sp.job, sp.start+i, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
+				}
+				return
+			}
+			if rt.stopped(sp.job) {
+				rt.record(sp.job, idx, []byte{statusSkipped})
+				continue
+			}
+			rt.begin(sp.job, idx)
+			r, err, stack := invoke(ctx, fn, a)
+			rec := rt.scratch[:0]
+			switch {
+			case stack != "":
+				rec = appendErrRecord(rec, kindPanic, err.Error(), stack)
+			case err != nil:
+				rec = appendErrRecord(rec, errKind(err), err.Error(), "")
+			default:
+				rec = append(rec, statusOK)
+				var eerr error
+				if rec, eerr = rc.enc(&rt.enc, rec, &r); eerr != nil {
+					rec = appendErrRecord(rec[:0], kindInternal,
+						fmt.Sprintf("pool: cannot encode the result %T: %v", r, eerr), "")
+				}
+			}
+			rt.scratch = rec
+			rt.end(sp.job, idx, rec)
+		}
+	}
+	tasksMu.Lock()
+	defer tasksMu.Unlock()
+	if _, dup := tasks[name]; dup {
+		panic(fmt.Sprintf("pool: task %q registered twice", name))
+	}
+	tasks[name] = e
+	return Task[A, R]{name: name}
+}
+
+// invoke calls fn and turns a panic into an error and a stack: a panicking
+// task is that task's *TaskError, and the worker goes on with the next.
+func invoke[A, R any](ctx context.Context, fn func(context.Context, A) (R, error), a A) (r R, err error, stack string) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = fmt.Errorf("panic: %v", x)
+			stack = string(debug.Stack())
+		}
+	}()
+	r, err = fn(ctx, a)
+	return r, err, ""
+}
+
+func errKind(err error) int {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return kindCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return kindDeadline
+	}
+	return kindError
+}

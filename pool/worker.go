@@ -1,0 +1,551 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mpgo/multiprocessing/internal/shm"
+	"github.com/mpgo/multiprocessing/pipe"
+	"github.com/mpgo/multiprocessing/process"
+	"golang.org/x/sys/unix"
+)
+
+// worker is the parent's view of one worker process: its connection, its
+// shared segment, and exactly which items it holds (inflight), so that its
+// death fails those and nothing else.
+type worker struct {
+	p    *Pool
+	slot int
+	proc *process.Process
+	pid  int
+	conn *pipe.Conn
+	seg  *shm.Segment
+
+	wake        chan struct{} // the writer's doorbell
+	readerDone  chan struct{}
+	readyOrGone chan struct{}
+	readyOnce   sync.Once
+
+	// Under p.mu.
+	ready    bool
+	gone     bool
+	closed   bool // the writer closed the connection: the worker is retiring
+	inflight []*span
+	pending  int // items in inflight not yet resolved
+	budget   int // items it may still be sent (MaxTasksPerChild); -1: no limit
+	ctl      []stopMsg
+	avgItem  float64 // measured time per item, ns; 0 until measured
+	lastMark time.Time
+	startErr error
+	timedOut bool
+	wdState  int64
+	wdSince  time.Time
+}
+
+// span is a range of one job's items sent to a worker, in the order the
+// worker runs them; done of them have come back.
+type span struct {
+	job   *job
+	start int
+	count int
+	done  int
+}
+
+func (w *worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) holds(j *job) bool {
+	for _, sp := range w.inflight {
+		if sp.job == j && sp.done < sp.count {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *worker) markReadyOrGone() { w.readyOnce.Do(func() { close(w.readyOrGone) }) }
+
+var workerCount atomic.Int64
+
+// startLocked starts a worker for slot in the background.
+func (p *Pool) startLocked(slot int) {
+	w := &worker{
+		p:           p,
+		slot:        slot,
+		wake:        make(chan struct{}, 1),
+		readerDone:  make(chan struct{}),
+		readyOrGone: make(chan struct{}),
+		budget:      -1,
+	}
+	if p.o.maxTasks > 0 {
+		w.budget = p.o.maxTasks
+	}
+	p.slots[slot] = w
+	p.live++
+	p.wg.Add(1)
+	go p.launch(w)
+}
+
+func (p *Pool) launch(w *worker) {
+	defer p.wg.Done()
+	if err := w.spawn(&p.o); err != nil {
+		var after []func()
+		p.mu.Lock()
+		p.lastErr = err
+		w.gone = true
+		p.workerEndedLocked(w, &after)
+		p.mu.Unlock()
+		w.markReadyOrGone()
+		for _, f := range after {
+			f()
+		}
+		return
+	}
+	p.mu.Lock()
+	if p.state == stateTerminated {
+		w.proc.Kill()
+	}
+	p.mu.Unlock()
+	p.wg.Add(2)
+	go p.readLoop(w)
+	go p.writeLoop(w)
+}
+
+// spawn creates the worker's connection and segment and starts it.
+func (w *worker) spawn(o *options) error {
+	seg, err := shm.New("pool", segSize)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.FcntlInt(uintptr(seg.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		seg.Close()
+		return fmt.Errorf("pool: dup: %w", err)
+	}
+	segFile := os.NewFile(uintptr(fd), "pool-segment")
+	defer segFile.Close()
+	mine, theirs, err := pipe.Pipe()
+	if err != nil {
+		seg.Close()
+		return err
+	}
+	defer theirs.Close()
+	arg := workerArg{Conn: theirs, Seg: segFile, MemLimit: o.memLimit, CPUTime: o.cpuTime}
+	if o.init != nil {
+		arg.Init, arg.InitArg, arg.InitFiles = o.init.name, o.init.arg, o.init.files
+	}
+	proc := process.New(workerFunc, arg,
+		process.WithName(fmt.Sprintf("PoolWorker-%d", workerCount.Add(1))))
+	if err := proc.Start(); err != nil {
+		mine.Close()
+		seg.Close()
+		return err
+	}
+	w.proc, w.pid, w.conn, w.seg = proc, proc.Pid(), mine, seg
+	return nil
+}
+
+// readLoop receives the worker's messages until its connection ends, then
+// settles its death.
+func (p *Pool) readLoop(w *worker) {
+	defer p.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := w.conn.RecvBytesInto(buf)
+		var msg []byte
+		switch {
+		case err == nil:
+			msg = buf[:n]
+		case errors.Is(err, pipe.ErrBufferTooShort):
+			var bt *pipe.BufferTooShortError
+			errors.As(err, &bt)
+			msg = bt.Message
+			if len(msg) > len(buf) && len(msg) <= 4<<20 {
+				buf = make([]byte, len(msg))
+			}
+		}
+		if msg == nil {
+			break
+		}
+		if err := p.handle(w, msg); err != nil {
+			// A worker that breaks the protocol cannot be trusted with
+			// more work: it is killed, and its death handled as any other.
+			fmt.Fprintf(os.Stderr, "pool: worker pid %d: %v; killing it\n", w.pid, err)
+			w.proc.Kill()
+			break
+		}
+	}
+	close(w.readerDone)
+	p.workerGone(w)
+}
+
+func (p *Pool) handle(w *worker, msg []byte) error {
+	if len(msg) == 0 {
+		return fmt.Errorf("%w: empty message", errProto)
+	}
+	switch msg[0] {
+	case msgResults:
+		return p.deliver(w, msg[1:], false)
+	case msgHello:
+		if len(msg) != 5 || int(binary.BigEndian.Uint32(msg[1:])) != w.pid {
+			return fmt.Errorf("%w: bad hello", errProto)
+		}
+		p.mu.Lock()
+		w.ready = true
+		p.fails[w.slot] = 0
+		p.mu.Unlock()
+		w.markReadyOrGone()
+		w.poke()
+		return nil
+	case msgInitErr:
+		p.mu.Lock()
+		w.startErr = errors.New(string(msg[1:]))
+		p.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("%w: message kind %d", errProto, msg[0])
+}
+
+// piece is a part of a run that belongs to one span.
+type piece struct {
+	sink       sink
+	idx0, skip int
+	k          int
+}
+
+// deliver matches runs of results against the spans the worker holds, in
+// order, and hands them to their jobs. When recovering (reading the dead
+// worker's segment) runs may repeat results already delivered; those are
+// dropped. Otherwise any mismatch is a protocol error.
+func (p *Pool) deliver(w *worker, body []byte, recovering bool) error {
+	items := 0
+	err := parseRuns(body, func(r run) error {
+		var pieces []piece
+		p.mu.Lock()
+		start, count, skip := r.start, r.count, 0
+		for count > 0 && len(w.inflight) > 0 {
+			sp := w.inflight[0]
+			next := sp.start + sp.done
+			if sp.job.id != r.job || start > next || (start < next && !recovering) {
+				if recovering {
+					break // a run of spans already delivered
+				}
+				p.mu.Unlock()
+				return fmt.Errorf("%w: results for job %d item %d, expected job %d item %d",
+					errProto, r.job, start, sp.job.id, next)
+			}
+			if d := next - start; d > 0 { // recovering: already delivered
+				d = min(d, count)
+				skip, start, count = skip+d, start+d, count-d
+				continue
+			}
+			k := min(count, sp.count-sp.done)
+			pieces = append(pieces, piece{sp.job.sink, start, skip, k})
+			skip = 0
+			sp.done += k
+			w.pending -= k
+			start += k
+			count -= k
+			if sp.done == sp.count {
+				w.inflight[0] = nil
+				w.inflight = w.inflight[1:]
+			}
+		}
+		p.mu.Unlock()
+		if count > 0 && !recovering {
+			return fmt.Errorf("%w: %d results beyond what the worker holds", errProto, count)
+		}
+		items += r.count
+		off := 0
+		for i, pc := range pieces {
+			n, err := pc.sink.deliver(r.payload[off:], pc.idx0, pc.skip, pc.k)
+			off += n
+			if err != nil {
+				// The rest of the run cannot be located any more.
+				for _, rest := range pieces[i+1:] {
+					rest.sink.failRange(rest.idx0, rest.k, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", rest.idx0, err))
+				}
+				break
+			}
+		}
+		return nil
+	})
+	if !recovering && items > 0 {
+		p.mu.Lock()
+		now := time.Now()
+		sample := float64(now.Sub(w.lastMark)) / float64(items)
+		if w.avgItem == 0 {
+			w.avgItem = sample
+		} else {
+			w.avgItem = 0.7*w.avgItem + 0.3*sample
+		}
+		w.lastMark = now
+		p.mu.Unlock()
+		w.poke()
+	}
+	return err
+}
+
+// canTakeLocked reports whether w should be sent more work now.
+func (p *Pool) canTakeLocked(w *worker) bool {
+	if !w.ready || w.gone || w.closed || w.budget == 0 {
+		return false
+	}
+	return w.pending == 0 ||
+		(len(w.inflight) < maxSpans && w.avgItem > 0 && float64(w.pending)*w.avgItem < float64(prefetch))
+}
+
+// reserveLocked moves queued items to w's inflight list, as many as it
+// should hold, a chunk at a time.
+func (p *Pool) reserveLocked(w *worker) []*span {
+	if p.state == stateTerminated {
+		return nil
+	}
+	var out []*span
+	for p.canTakeLocked(w) {
+		j := p.headLocked()
+		if j == nil {
+			break
+		}
+		limit := j.chunk
+		if w.budget > 0 {
+			limit = min(limit, w.budget)
+		}
+		start, count := j.take(limit)
+		if w.pending == 0 {
+			w.lastMark = time.Now()
+		}
+		sp := &span{job: j, start: start, count: count}
+		w.inflight = append(w.inflight, sp)
+		w.pending += count
+		if w.budget > 0 {
+			w.budget -= count
+		}
+		out = append(out, sp)
+	}
+	if len(out) > 0 && p.state == stateClosed && !p.hasWorkLocked() {
+		p.wakeAllLocked() // idle workers can retire now
+	}
+	return out
+}
+
+// retireLocked reports whether w's connection should be closed now: it
+// holds nothing and will get nothing more.
+func (p *Pool) retireLocked(w *worker) bool {
+	if !w.ready || w.closed || w.pending != 0 || len(w.ctl) != 0 {
+		return false
+	}
+	return w.budget == 0 || p.state == stateTerminated ||
+		(p.state == stateClosed && !p.hasWorkLocked())
+}
+
+// writeLoop sends w its work: stop messages first, then new spans, all in
+// one message per round, encoded outside the pool lock.
+func (p *Pool) writeLoop(w *worker) {
+	defer p.wg.Done()
+	var buf []byte
+	for {
+		select {
+		case <-w.wake:
+		case <-w.readerDone:
+			return
+		}
+		for {
+			p.mu.Lock()
+			if w.gone || w.closed {
+				p.mu.Unlock()
+				break
+			}
+			ctl := w.ctl
+			w.ctl = nil
+			spans := p.reserveLocked(w)
+			closeNow := len(ctl) == 0 && len(spans) == 0 && p.retireLocked(w)
+			if closeNow {
+				w.closed = true
+			}
+			p.mu.Unlock()
+			if closeNow {
+				// The worker sees end of file and exits; the reader then
+				// sees the connection end and settles it.
+				w.conn.Close()
+				break
+			}
+			if len(ctl) == 0 && len(spans) == 0 {
+				break
+			}
+			buf = append(buf[:0], msgTasks)
+			for _, s := range ctl {
+				buf = appendStop(buf, s)
+			}
+			for _, sp := range spans {
+				buf = p.encodeSpan(buf, w, sp)
+			}
+			if len(buf) > 1 {
+				if err := w.conn.SendBytes(buf); err != nil {
+					break // the worker is gone; the reader settles it
+				}
+			}
+			if cap(buf) > 4<<20 {
+				buf = nil
+			}
+		}
+	}
+}
+
+// encodeSpan appends sp's record. An argument that cannot be encoded fails
+// that item; the items before it still go, those after it are queued again.
+func (p *Pool) encodeSpan(buf []byte, w *worker, sp *span) []byte {
+	p.mu.Lock()
+	j, start, count := sp.job, sp.start, sp.count
+	p.mu.Unlock()
+	off := len(buf)
+	buf = appendSpanHeader(buf, j.id, start, count, j.task)
+	hdrEnd := len(buf)
+	buf, bad, err := j.enc(buf, start, start+count)
+	if err == nil {
+		finishSpan(buf, hdrEnd)
+		return buf
+	}
+	var after []func()
+	good := bad - start
+	p.mu.Lock()
+	if w.gone {
+		good = 0 // the dead worker's settlement queued all of sp again
+	} else {
+		// The worker has not seen sp: shrink it to the encoded prefix.
+		rest := count - good - 1
+		sp.count = good
+		w.pending -= count - good
+		if w.budget >= 0 {
+			w.budget += count - good
+		}
+		if good == 0 {
+			for i, s := range w.inflight {
+				if s == sp {
+					w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+					break
+				}
+			}
+		}
+		ferr := fmt.Errorf("pool: task %d: cannot encode the argument: %w", bad, err)
+		after = append(after, func() { j.sink.fail(bad, ferr) })
+		if rest > 0 {
+			p.requeueLocked(j, bad+1, rest, &after)
+		}
+	}
+	p.mu.Unlock()
+	for _, f := range after {
+		f()
+	}
+	if good == 0 {
+		return buf[:off]
+	}
+	binary.BigEndian.PutUint32(buf[off+13:], uint32(good))
+	finishSpan(buf, hdrEnd)
+	return buf
+}
+
+// workerGone settles a worker whose connection ended: it makes sure the
+// process is gone, recovers the results it had not sent, fails the item
+// it was running (WorkerDiedError, or ErrTimeout if the watchdog killed
+// it), gives back the items it never started, and starts a replacement.
+func (p *Pool) workerGone(w *worker) {
+	t := time.NewTimer(exitGrace)
+	select {
+	case <-w.proc.Done():
+	case <-t.C:
+		w.proc.Kill()
+		<-w.proc.Done()
+	}
+	t.Stop()
+	w.conn.Close()
+	code, _ := w.proc.ExitCode()
+	var sig syscall.Signal
+	var exitErr *process.ExitError
+	if err := w.proc.Join(context.Background()); errors.As(err, &exitErr) {
+		sig = exitErr.Signal
+	}
+	mem := w.seg.Bytes()
+	if n := w.seg.Int64(segCommitted).Load(); n > 0 && n <= int64(len(mem)-segData) {
+		p.deliver(w, mem[segData:segData+int(n)], true)
+	}
+	state := w.seg.Int64(segState).Load()
+	runJob := uint64(w.seg.Int64(segJob).Load())
+	runIdx := int(w.seg.Int64(segIndex).Load())
+	cpuFlag := w.seg.Int64(segFlags).Load()&flagCPU != 0
+
+	var after []func()
+	p.mu.Lock()
+	if state&1 == 1 && len(w.inflight) > 0 {
+		sp := w.inflight[0]
+		if sp.job.id == runJob && sp.start+sp.done == runIdx {
+			var err error
+			if w.timedOut {
+				err = fmt.Errorf("%w: task %d ran longer than %v; its worker (pid %d) was killed", ErrTimeout, runIdx, p.o.timeout, w.pid)
+			} else {
+				err = &WorkerDiedError{Index: runIdx, Pid: w.pid, Code: code, Signal: sig,
+					reason: deathReason(code, sig, &p.o, cpuFlag)}
+			}
+			j := sp.job
+			after = append(after, func() { j.sink.fail(runIdx, err) })
+			sp.done++
+			w.pending--
+		}
+	}
+	for _, sp := range w.inflight {
+		if sp.done < sp.count {
+			p.requeueLocked(sp.job, sp.start+sp.done, sp.count-sp.done, &after)
+		}
+	}
+	w.inflight, w.pending = nil, 0
+	w.gone = true
+	if !w.ready {
+		switch {
+		case w.startErr != nil:
+			p.lastErr = w.startErr
+		case exitErr != nil:
+			p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready: %v", w.pid, exitErr)
+		default:
+			p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready", w.pid)
+		}
+	}
+	p.workerEndedLocked(w, &after)
+	p.mu.Unlock()
+	w.seg.Close()
+	w.markReadyOrGone()
+	for _, f := range after {
+		f()
+	}
+}
+
+// workerEndedLocked frees w's slot and starts a replacement when there is
+// a use for one.
+func (p *Pool) workerEndedLocked(w *worker, after *[]func()) {
+	p.live--
+	if p.slots[w.slot] == w {
+		p.slots[w.slot] = nil
+	}
+	if !w.ready {
+		p.fails[w.slot]++
+	}
+	replace := !p.inNew && p.state != stateTerminated &&
+		(p.state == stateRunning || p.hasWorkLocked()) &&
+		p.fails[w.slot] < maxStartFails
+	if replace {
+		p.startLocked(w.slot)
+	} else if p.live == 0 && !p.inNew && p.state != stateTerminated && p.broken == nil && p.fails[w.slot] >= maxStartFails {
+		p.breakLocked(after)
+	}
+	p.checkGoneLocked()
+}
