@@ -1,0 +1,418 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mpgo/multiprocessing/internal/wire"
+	"github.com/mpgo/multiprocessing/process"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// serverID names one run of one server: a proxy that outlives its server
+// never reaches another one that took over the address.
+type serverID [16]byte
+
+func newServerID() serverID {
+	var id serverID
+	rand.Read(id[:])
+	return id
+}
+
+// ref is what a proxy carries to another process: where the server is,
+// which object, and, when it travels outside the manager's own values, the
+// authkey and a transfer token (see lifetime.go).
+type ref struct {
+	server   serverID
+	network  string
+	addr     string
+	id       uint64
+	kind     kind
+	typeName string
+	authkey  []byte // nil inside values stored on the server
+	token    uint64 // 0 inside values stored on the server
+}
+
+const refVersion = 1
+
+func (r *ref) append(b []byte) []byte {
+	b = appendArrayHeader(b, 9)
+	b = appendUint(b, refVersion)
+	b = appendBin(b, r.server[:])
+	b = appendString(b, r.network)
+	b = appendString(b, r.addr)
+	b = appendUint(b, r.id)
+	b = appendUint(b, uint64(r.kind))
+	b = appendString(b, r.typeName)
+	if r.authkey == nil {
+		b = append(b, msgpNil)
+	} else {
+		b = appendBin(b, r.authkey)
+	}
+	return appendUint(b, r.token)
+}
+
+func appendBin(b, v []byte) []byte {
+	n := len(v)
+	switch {
+	case n <= 0xff:
+		b = append(b, 0xc4, byte(n))
+	case n <= 0xffff:
+		b = append(b, 0xc5, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, v...)
+}
+
+var errBadRef = errors.New("manager: malformed proxy reference")
+
+// parseRef decodes a proxy extension payload. It is peer input (the server
+// parses the refs inside stored values with it), so it checks everything.
+func parseRef(b []byte) (ref, error) {
+	var r ref
+	n, pos, err := arrayHeader(b)
+	if err != nil || n != 9 {
+		return r, errBadRef
+	}
+	next := func(read func([]byte) (int, error)) {
+		if err != nil {
+			return
+		}
+		var k int
+		k, err = read(b[pos:])
+		pos += k
+	}
+	var version, kd uint64
+	var server, key []byte
+	next(func(b []byte) (k int, err error) { version, k, err = readUint(b); return })
+	next(func(b []byte) (k int, err error) { server, k, err = readBytes(b); return })
+	next(func(b []byte) (k int, err error) { r.network, k, err = readString(b); return })
+	next(func(b []byte) (k int, err error) { r.addr, k, err = readString(b); return })
+	next(func(b []byte) (k int, err error) { r.id, k, err = readUint(b); return })
+	next(func(b []byte) (k int, err error) { kd, k, err = readUint(b); return })
+	next(func(b []byte) (k int, err error) { r.typeName, k, err = readString(b); return })
+	next(func(b []byte) (k int, err error) { key, k, err = readBytes(b); return })
+	next(func(b []byte) (k int, err error) { r.token, k, err = readUint(b); return })
+	if err != nil || pos != len(b) || version != refVersion || len(server) != len(r.server) ||
+		kd == 0 || kd >= uint64(kindEnd) || r.id == 0 {
+		return ref{}, errBadRef
+	}
+	copy(r.server[:], server)
+	r.kind = kind(kd)
+	if key != nil {
+		r.authkey = append([]byte{}, key...)
+	}
+	return r, nil
+}
+
+// proxy is the state behind every proxy type: the reference, and the
+// connection it uses once bound. A proxy made by this process (New*, or
+// decoded from a reply value) is bound at once; one decoded from a process
+// argument, a pipe or a queue binds on first use, dialling the server if
+// this process has no connection to it yet.
+type proxy struct {
+	ref     ref
+	cl      atomic.Pointer[client]
+	bindMu  sync.Mutex
+	closed  atomic.Bool
+	cleanup runtime.Cleanup
+}
+
+// newBound makes a proxy for an object that this client has (or is about
+// to be granted) a reference to.
+func newBound(cl *client, r ref) *proxy {
+	r.authkey, r.token = nil, 0
+	p := &proxy{ref: r}
+	p.attach(cl)
+	return p
+}
+
+// attach binds p to cl: the client counts it, and when p becomes garbage
+// without Close the runtime's cleanup drops it.
+func (p *proxy) attach(cl *client) {
+	cl.adopt(p.ref.id)
+	p.cl.Store(cl)
+	p.cleanup = runtime.AddCleanup(p, func(a dropArg) { a.cl.drop(a.id) }, dropArg{cl, p.ref.id})
+}
+
+type dropArg struct {
+	cl *client
+	id uint64
+}
+
+// client returns the connection to use, binding p first if needed.
+func (p *proxy) client(ctx context.Context) (*client, error) {
+	if p == nil {
+		return nil, fmt.Errorf("manager: nil proxy")
+	}
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	if cl := p.cl.Load(); cl != nil {
+		return cl, nil
+	}
+	return p.bind(ctx)
+}
+
+// bind takes this process's own reference to the object: the transfer
+// token if the proxy carries one, else a plain reference by id (which
+// fails with ErrNoObject when the object was freed meanwhile).
+func (p *proxy) bind(ctx context.Context) (*client, error) {
+	p.bindMu.Lock()
+	defer p.bindMu.Unlock()
+	if cl := p.cl.Load(); cl != nil {
+		return cl, nil
+	}
+	cl, err := lookupClient(ctx, &p.ref)
+	if err != nil {
+		return nil, err
+	}
+	r := cl.request(opRedeem, p.ref.id, 2)
+	r.uint(p.ref.token)
+	r.uint(uint64(p.ref.kind))
+	rep, err := cl.roundTrip(ctx, r, plain)
+	if err != nil {
+		return nil, err
+	}
+	p.attach(cl)
+	cl.settle(rep.grants)
+	return cl, nil
+}
+
+// close drops this proxy's reference. Idempotent.
+func (p *proxy) close() error {
+	if p == nil || p.closed.Swap(true) {
+		return nil
+	}
+	if cl := p.cl.Load(); cl != nil {
+		p.cleanup.Stop()
+		cl.drop(p.ref.id)
+	}
+	return nil
+}
+
+// call runs one operation on the object: r is built by build (which gets
+// the client, so that values encoded inside know where they go). done must
+// be called by the caller after it has decoded the reply.
+func (p *proxy) call(ctx context.Context, o op, nargs int, mode callMode, build func(r *request) error) (reply, *client, error) {
+	cl, err := p.client(ctx)
+	if err != nil {
+		return reply{}, nil, err
+	}
+	r := cl.request(o, p.ref.id, nargs)
+	if build != nil {
+		if err := build(r); err != nil {
+			r.free()
+			return reply{}, nil, err
+		}
+	}
+	rep, err := cl.roundTrip(ctx, r, mode)
+	runtime.KeepAlive(p)
+	if err != nil {
+		if errors.Is(err, ErrClosed) && p.closed.Load() {
+			return rep, nil, ErrClosed
+		}
+		return rep, nil, fmt.Errorf("manager: %s.%s: %w", p.ref.kind, opName(o), err)
+	}
+	return rep, cl, nil
+}
+
+// exportTimeout bounds the round trip that encoding a proxy for another
+// process makes (encoders take no context).
+const exportTimeout = 30 * time.Second
+
+// encode writes p as a proxy extension. Inside a request to p's own server
+// (a value stored in a Dict, say) the reference is bare: the server counts
+// it for the value that holds it. Anywhere else (a process argument, a
+// pipe, a queue, a value for another server) it carries the authkey and a
+// transfer token, which keeps the object alive until the receiver takes
+// its own reference.
+func (p *proxy) encode(enc *msgpack.Encoder) error {
+	if p == nil {
+		return enc.EncodeNil()
+	}
+	payload, err := p.payload(enc.Writer())
+	if err != nil {
+		return err
+	}
+	if err := enc.EncodeExtHeader(wire.ExtProxy, len(payload)); err != nil {
+		return err
+	}
+	_, err = enc.Writer().Write(payload)
+	return err
+}
+
+// payload returns the extension payload for p, written to w.
+func (p *proxy) payload(w io.Writer) ([]byte, error) {
+	if p.closed.Load() {
+		return nil, fmt.Errorf("manager: cannot send a closed %s proxy: %w", p.ref.kind, ErrClosed)
+	}
+	r := p.ref
+	if vb, ok := w.(*valueBuf); ok && vb.cl != nil && vb.cl.serverID == r.server {
+		r.authkey, r.token = nil, 0
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
+		defer cancel()
+		rep, cl, err := p.call(ctx, opExport, 0, plain, nil)
+		if err != nil {
+			return nil, err
+		}
+		tok, _, err := readUint(rep.payload)
+		if err != nil {
+			return nil, fmt.Errorf("manager: bad export reply: %w", err)
+		}
+		r.authkey, r.token = cl.authkey, tok
+	}
+	return r.append(nil), nil
+}
+
+// decodeProxy reads a proxy extension (or nil) for a proxy of kind want
+// (0: any kind).
+func decodeProxy(dec *msgpack.Decoder, want kind) (*proxy, error) {
+	id, n, err := dec.DecodeExtHeader()
+	if err != nil {
+		return nil, err
+	}
+	if id != wire.ExtProxy {
+		return nil, fmt.Errorf("manager: decoding a proxy, got msgpack extension %d", id)
+	}
+	return readProxy(dec, n, want)
+}
+
+func readProxy(dec *msgpack.Decoder, n int, want kind) (*proxy, error) {
+	if n > maxRefPayload || n < 0 {
+		return nil, errBadRef
+	}
+	payload := make([]byte, n)
+	if err := dec.ReadFull(payload); err != nil {
+		return nil, err
+	}
+	r, err := parseRef(payload)
+	if err != nil {
+		return nil, err
+	}
+	if want != 0 && r.kind != want {
+		return nil, fmt.Errorf("%w: a %s proxy cannot be decoded as a %s", ErrWrongKind, r.kind, want)
+	}
+	if vr, ok := dec.Buffered().(*valueReader); ok && vr.cl != nil && vr.cl.serverID == r.server {
+		// From a reply of this very server, which granted this client a
+		// reference for it.
+		return newBound(vr.cl, r), nil
+	}
+	return &proxy{ref: r}, nil
+}
+
+// The client registry: one process-wide table of open connections by
+// server, so that proxies decoded from process arguments, pipes and queues
+// share a connection with each other and with a Manager of this process.
+var registry struct {
+	sync.Mutex
+	clients map[serverID][]*client
+}
+
+func registerClient(c *client) {
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.clients == nil {
+		registry.clients = make(map[serverID][]*client)
+	}
+	registry.clients[c.serverID] = append(registry.clients[c.serverID], c)
+}
+
+func unregisterClient(c *client) {
+	registry.Lock()
+	defer registry.Unlock()
+	list := registry.clients[c.serverID]
+	for i, x := range list {
+		if x == c {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(registry.clients, c.serverID)
+	} else {
+		registry.clients[c.serverID] = list
+	}
+}
+
+// lookupClient returns a live connection to r's server, dialling one if
+// there is none. The authkey is the one r carries, else this process's
+// (process.AuthKey, which children inherit).
+func lookupClient(ctx context.Context, r *ref) (*client, error) {
+	registry.Lock()
+	defer registry.Unlock()
+	for _, c := range registry.clients[r.server] {
+		if c.failure() == nil {
+			return c, nil
+		}
+	}
+	key := r.authkey
+	if key == nil {
+		key = process.AuthKey()
+	}
+	c, err := dial(ctx, r.network, r.addr, key)
+	if err != nil {
+		return nil, err
+	}
+	if c.serverID != r.server {
+		c.Close()
+		return nil, fmt.Errorf("%w: the manager that made it is gone (another one serves %s now)", ErrNoObject, r.addr)
+	}
+	c.auto = true
+	if registry.clients == nil {
+		registry.clients = make(map[serverID][]*client)
+	}
+	registry.clients[r.server] = append(registry.clients[r.server], c)
+	return c, nil
+}
+
+func opName(o op) string {
+	if n, ok := opNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("op%d", o)
+}
+
+var opNames = map[op]string{
+	opHello: "Hello", opCreate: "New", opDecref: "Release", opRedeem: "Bind", opExport: "Export",
+	opGet: "Get", opSet: "Set", opDelete: "Delete", opLen: "Len", opKeys: "Keys", opItems: "Items",
+	opUpdate: "Update", opClear: "Clear", opSetDefault: "SetDefault", opPop: "Pop", opAdd: "Add",
+	opCAS: "CompareAndSwap", opAppend: "Append", opExtend: "Extend", opInsert: "Insert",
+	opRemove: "Remove", opIndex: "Index", opSlice: "Slice", opPut: "Put", opTryPut: "TryPut",
+	opTryGet: "TryGet", opEmpty: "Empty", opFull: "Full", opTaskDone: "TaskDone", opJoin: "Join",
+	opAcquire: "Acquire", opTryAcquire: "TryAcquire", opUnlock: "Release", opSemValue: "Value",
+	opWait: "Wait", opNotify: "Notify", opIsSet: "IsSet", opAbort: "Abort", opReset: "Reset",
+	opBroken: "Broken", opNWaiting: "NWaiting", opParties: "Parties", opCall: "Call",
+}
+
+// The generic proxy travels through the ext registry, so that a proxy
+// decoded into an interface-typed value (a Dict[string, any], say) arrives
+// as a working *Proxy. The typed proxies encode themselves the same way
+// (msgpack.CustomEncoder), with the same extension number.
+func init() {
+	msgpack.RegisterExtEncoder(wire.ExtProxy, (*Proxy)(nil), func(e *msgpack.Encoder, v reflect.Value) ([]byte, error) {
+		x := v.Interface().(*Proxy)
+		if x.p == nil {
+			return nil, fmt.Errorf("manager: cannot encode a zero Proxy")
+		}
+		return x.p.payload(e.Writer())
+	})
+	msgpack.RegisterExtDecoder(wire.ExtProxy, (*Proxy)(nil), func(d *msgpack.Decoder, v reflect.Value, n int) error {
+		p, err := readProxy(d, n, 0)
+		if err != nil {
+			return err
+		}
+		v.Interface().(*Proxy).p = p
+		return nil
+	})
+}

@@ -1,0 +1,930 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mpgo/multiprocessing/internal/wire"
+	"github.com/mpgo/multiprocessing/pipe"
+)
+
+// acceptors is the number of goroutines accepting connections. Accept runs
+// the authkey handshake inline, so a peer that connects and then says
+// nothing holds its acceptor for up to pipe.HandshakeTimeout; several keep
+// the door open for everyone else meanwhile.
+const acceptors = 4
+
+// server holds every shared object. One mutex guards all of them: each
+// operation is a few map or slice steps, far cheaper than the system calls
+// around it, and one lock makes every operation atomic with respect to
+// every other (Add, CompareAndSwap, a Condition's release-and-wait). Calls
+// that must wait (Acquire on a held lock, Get on an empty queue) do not
+// hold a goroutine: they are parked as waiters on the object and answered
+// by whichever operation frees them.
+type server struct {
+	id      serverID
+	network string
+	addr    string
+	maxMsg  int
+
+	mu      sync.Mutex
+	objects map[uint64]*object
+	nextObj uint64
+	names   map[string]*object
+	tokens  map[uint64]*token
+	nextTok uint64
+	conns   map[*sconn]struct{}
+	closing bool
+	freeing []*object // objects whose count reached zero, freed by drain
+	kicked  []*sconn  // connections with new replies (see collectKicked)
+
+	wg sync.WaitGroup
+}
+
+// token is a transfer token: a reference held for a proxy in transit.
+type token struct {
+	id    uint64
+	obj   *object
+	owner *sconn
+}
+
+// object is one shared object; the field for its kind is set.
+type object struct {
+	id   uint64
+	kind kind
+	refs int
+	name string
+
+	dict   *odict        // Dict, Namespace
+	items  [][]byte      // List, Array
+	val    []byte        // Value
+	queue  *queueState   // Queue, Joinable
+	lock   *lockState    // Lock, RLock
+	sem    *semState     // Semaphore, BoundedSemaphore
+	cond   *condState    // Condition
+	event  *eventState   // Event
+	bar    *barrierState // Barrier
+	custom *customState  // registered types
+}
+
+// sconn is the server side of one client connection.
+type sconn struct {
+	s    *server
+	conn *pipe.Conn
+
+	// Guarded by s.mu.
+	holds   map[uint64]int      // references granted to this connection
+	tokens  map[uint64]*token   // tokens it exported, not yet redeemed
+	waiting map[uint64]*waiter  // its parked calls, by callID
+	owned   map[*object]struct{} // locks it holds
+	closed  bool
+	kicked  bool
+
+	wmu      sync.Mutex
+	out      []byte // replies not yet written
+	ends     []int  // end offset of each reply in out
+	spare    []byte
+	flushing bool
+	kick     chan struct{} // wakes the writer goroutine
+}
+
+// waiter is a parked call.
+type waiter struct {
+	c      *sconn
+	id     uint64
+	obj    *object
+	op     op
+	item   []byte // Put: the item (its references are counted)
+	index  int    // Barrier: arrival index
+	gen    uint64 // Barrier: generation
+	cancel bool   // Condition: the wait was cancelled; reply so once the lock is back
+	stop   context.CancelFunc
+}
+
+func newServer(network, addr string, maxMsg int) *server {
+	if maxMsg <= 0 {
+		maxMsg = defaultMaxMessage
+	}
+	return &server{
+		id:      newServerID(),
+		network: network,
+		addr:    addr,
+		maxMsg:  maxMsg,
+		objects: make(map[uint64]*object),
+		names:   make(map[string]*object),
+		tokens:  make(map[uint64]*token),
+		conns:   make(map[*sconn]struct{}),
+	}
+}
+
+// serve accepts connections on l until ctx ends, then closes everything.
+func (s *server) serve(ctx context.Context, l *pipe.Listener) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var accepting sync.WaitGroup
+	for range acceptors {
+		accepting.Add(1)
+		go func() {
+			defer accepting.Done()
+			s.acceptLoop(ctx, l)
+		}()
+	}
+	<-ctx.Done()
+	l.Close()
+	accepting.Wait()
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*sconn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.conn.Close()
+	}
+	s.wg.Wait()
+}
+
+func (s *server) acceptLoop(ctx context.Context, l *pipe.Listener) {
+	for {
+		conn, err := l.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, pipe.ErrClosed) {
+				return
+			}
+			if !errors.Is(err, pipe.ErrAuth) {
+				// Out of descriptors, say: do not spin.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			continue
+		}
+		conn.SetMaxMessageSize(s.maxMsg)
+		c := &sconn{
+			s:       s,
+			conn:    conn,
+			holds:   make(map[uint64]int),
+			tokens:  make(map[uint64]*token),
+			waiting: make(map[uint64]*waiter),
+			owned:   make(map[*object]struct{}),
+			kick:    make(chan struct{}, 1),
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			conn.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(2)
+		s.mu.Unlock()
+		go c.readLoop()
+		go c.writeLoop()
+	}
+}
+
+// readLoop reads request batches and runs them.
+func (c *sconn) readLoop() {
+	s := c.s
+	defer s.wg.Done()
+	defer c.shutdown()
+	var kicked []*sconn
+	for {
+		msg, err := c.conn.RecvBytes()
+		if err != nil {
+			// End of file, a broken frame, or a frame over the size limit
+			// (its sender cannot be told which call failed, so it is cut
+			// off and sees ErrDisconnected at once).
+			return
+		}
+		s.mu.Lock()
+		ok := s.runBatch(c, msg)
+		kicked = s.collectKicked(kicked[:0])
+		s.drain()
+		s.mu.Unlock()
+		for _, k := range kicked {
+			if k != c {
+				select {
+				case k.kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+		c.flush()
+		if !ok {
+			return
+		}
+	}
+}
+
+// writeLoop writes replies produced for this connection by other
+// connections' operations (a Release that hands the lock to a waiter of
+// this connection, say).
+func (c *sconn) writeLoop() {
+	defer c.s.wg.Done()
+	for range c.kick {
+		c.flush()
+	}
+}
+
+// collectKicked returns the connections that got replies since the last
+// call, whose writers must be woken once s.mu is released. Caller holds
+// s.mu.
+func (s *server) collectKicked(dst []*sconn) []*sconn {
+	for _, c := range s.kicked {
+		c.kicked = false
+		dst = append(dst, c)
+	}
+	clear(s.kicked)
+	s.kicked = s.kicked[:0]
+	return dst
+}
+
+// shutdown forgets a closed connection: its parked calls, references,
+// tokens and locks.
+func (c *sconn) shutdown() {
+	s := c.s
+	c.conn.Close()
+	s.mu.Lock()
+	c.closed = true
+	delete(s.conns, c)
+	for _, w := range c.waiting {
+		s.cancelWaiter(w, false)
+	}
+	c.waiting = nil
+	for o := range c.owned {
+		s.ownerDied(o, c)
+	}
+	for _, t := range c.tokens {
+		delete(s.tokens, t.id)
+		s.decref(t.obj, 1)
+	}
+	c.tokens = nil
+	for id, n := range c.holds {
+		if o := s.objects[id]; o != nil {
+			s.decref(o, n)
+		}
+	}
+	c.holds = nil
+	kicked := s.collectKicked(nil)
+	s.drain()
+	close(c.kick)
+	s.mu.Unlock()
+	for _, k := range kicked {
+		select {
+		case k.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// request is one parsed request: args are raw msgpack values.
+type sreq struct {
+	id   uint64
+	op   op
+	obj  uint64
+	args [][]byte
+}
+
+// parseRequest reads one request array at the start of b. On error it
+// returns the call id when it got that far (0 otherwise).
+func parseRequest(b []byte, args [][]byte) (r sreq, n int, err error) {
+	cnt, pos, err := arrayHeader(b)
+	if err != nil || cnt < 3 || cnt > 3+16 {
+		return r, 0, errMalformed
+	}
+	id, k, err := readUint(b[pos:])
+	if err != nil {
+		return r, 0, err
+	}
+	r.id = id
+	pos += k
+	o, k, err := readUint(b[pos:])
+	if err != nil || o > 255 {
+		return r, 0, errMalformed
+	}
+	r.op = op(o)
+	pos += k
+	obj, k, err := readUint(b[pos:])
+	if err != nil {
+		return r, 0, errMalformed
+	}
+	r.obj = obj
+	pos += k
+	r.args = args[:0]
+	for range cnt - 3 {
+		k, err := skipValue(b[pos:], nil)
+		if err != nil {
+			return r, 0, err
+		}
+		r.args = append(r.args, b[pos:pos+k])
+		pos += k
+	}
+	return r, pos, nil
+}
+
+// runBatch runs every request of a batch. A malformed request gets an
+// error reply when its id could be read; the rest of the batch cannot be
+// located and is dropped. It returns false when the connection should be
+// closed. Caller holds s.mu.
+func (s *server) runBatch(c *sconn, msg []byte) bool {
+	var argbuf [8][]byte
+	for len(msg) > 0 {
+		r, n, err := parseRequest(msg, argbuf[:0])
+		if err != nil {
+			if r.id != 0 {
+				c.fail(r.id, codeBadRequest, "cannot parse the request")
+				return true
+			}
+			// Not even an id: nothing sane can be answered.
+			return false
+		}
+		msg = msg[n:]
+		s.handle(c, &r)
+	}
+	return true
+}
+
+// handle runs one request. Caller holds s.mu.
+func (s *server) handle(c *sconn, r *sreq) {
+	switch r.op {
+	case opHello:
+		b := appendArrayHeader(nil, 3)
+		b = appendUint(b, protocolVersion)
+		b = appendBin(b, s.id[:])
+		b = appendUint(b, uint64(s.maxMsg))
+		c.ok(r.id, b, nil)
+		return
+	case opCreate:
+		s.create(c, r)
+		return
+	case opDecref:
+		s.handleDecref(c, r)
+		return
+	case opRedeem:
+		s.redeem(c, r)
+		return
+	case opCancel:
+		if w := c.waiting[r.obj]; w != nil {
+			s.cancelWaiter(w, true)
+		}
+		return
+	case opStats:
+		b := appendArrayHeader(nil, 3)
+		b = appendUint(b, uint64(len(s.objects)))
+		b = appendUint(b, uint64(len(s.conns)))
+		b = appendUint(b, uint64(len(s.tokens)))
+		c.ok(r.id, b, nil)
+		return
+	}
+	o := s.objects[r.obj]
+	if o == nil {
+		c.fail(r.id, codeNoObject, fmt.Sprintf("object %d", r.obj))
+		return
+	}
+	if r.op == opExport {
+		s.nextTok++
+		t := &token{id: s.nextTok, obj: o, owner: c}
+		s.tokens[t.id] = t
+		c.tokens[t.id] = t
+		o.refs++
+		c.ok(r.id, appendUint(nil, t.id), nil)
+		return
+	}
+	var code int
+	var msg string
+	switch o.kind {
+	case kindDict, kindNamespace:
+		code, msg = s.dictOp(c, r, o)
+	case kindList:
+		code, msg = s.listOp(c, r, o)
+	case kindValue:
+		code, msg = s.valueOp(c, r, o)
+	case kindArray:
+		code, msg = s.arrayOp(c, r, o)
+	case kindQueue, kindJoinable:
+		code, msg = s.queueOp(c, r, o)
+	case kindLock, kindRLock:
+		code, msg = s.lockOp(c, r, o)
+	case kindSemaphore, kindBoundedSemaphore:
+		code, msg = s.semOp(c, r, o)
+	case kindCondition:
+		code, msg = s.condOp(c, r, o)
+	case kindEvent:
+		code, msg = s.eventOp(c, r, o)
+	case kindBarrier:
+		code, msg = s.barrierOp(c, r, o)
+	case kindObject:
+		code, msg = s.customOp(c, r, o)
+	}
+	if code >= codeFirstError {
+		c.fail(r.id, code, msg)
+	}
+}
+
+// errBad is what a handler returns for arguments it cannot use.
+const codeBad = codeBadRequest
+
+func bad(what string) (int, string) { return codeBad, what }
+
+// unknownOp is the handlers' answer to an op their kind does not have.
+func unknownOp(r *sreq, o *object) (int, string) {
+	return codeBadRequest, fmt.Sprintf("%s has no operation %s", o.kind, opName(r.op))
+}
+
+func (s *server) create(c *sconn, r *sreq) {
+	if len(r.args) != 3 {
+		c.fail(r.id, codeBadRequest, "create: want kind, name, parameter")
+		return
+	}
+	kd, _, err := readUint(r.args[0])
+	if err != nil || kd == 0 || kd >= uint64(kindEnd) {
+		c.fail(r.id, codeBadRequest, "create: bad kind")
+		return
+	}
+	k := kind(kd)
+	var name string
+	if r.args[1][0] != msgpNil {
+		if name, _, err = readString(r.args[1]); err != nil {
+			c.fail(r.id, codeBadRequest, "create: bad name")
+			return
+		}
+	}
+	param := r.args[2]
+	if name != "" {
+		if o := s.names[name]; o != nil {
+			if o.kind != k || (k == kindObject && o.custom.typeName != stringArg(param)) {
+				c.fail(r.id, codeWrongKind, fmt.Sprintf("%q is a %s", name, describe(o)))
+				return
+			}
+			s.grantObject(c, o)
+			c.ok(r.id, appendUint(nil, o.id), []uint64{o.id})
+			return
+		}
+	}
+	o := &object{kind: k, name: name}
+	if code, msg := s.initObject(c, o, param); code != codeOK {
+		c.fail(r.id, code, msg)
+		return
+	}
+	s.nextObj++
+	o.id = s.nextObj
+	s.objects[o.id] = o
+	if name != "" {
+		s.names[name] = o
+		o.refs++ // a name keeps its object until the server stops
+	}
+	s.grantObject(c, o)
+	c.ok(r.id, appendUint(nil, o.id), []uint64{o.id})
+}
+
+func describe(o *object) string {
+	if o.kind == kindObject {
+		return fmt.Sprintf("%s %q", o.kind, o.custom.typeName)
+	}
+	return o.kind.String()
+}
+
+func stringArg(b []byte) string {
+	s, _, _ := readString(b)
+	return s
+}
+
+// initObject sets up a new object of o.kind from its creation parameter.
+func (s *server) initObject(c *sconn, o *object, param []byte) (int, string) {
+	switch o.kind {
+	case kindDict, kindNamespace:
+		o.dict = newODict()
+	case kindList:
+	case kindValue:
+		v, err := s.storeValue(param)
+		if err != nil {
+			return codeBad, err.Error()
+		}
+		o.val = v
+	case kindArray:
+		items, err := s.storeArray(param)
+		if err != nil {
+			return codeBad, err.Error()
+		}
+		o.items = items
+	case kindQueue, kindJoinable:
+		n, _, err := readInt(param)
+		if err != nil || n < 0 {
+			return codeInvalid, "queue size must be >= 0"
+		}
+		o.queue = &queueState{max: int(n)}
+	case kindLock, kindRLock:
+		o.lock = &lockState{}
+	case kindSemaphore, kindBoundedSemaphore:
+		n, _, err := readInt(param)
+		if err != nil || n < 0 {
+			return codeInvalid, "semaphore value must be >= 0"
+		}
+		o.sem = &semState{value: int(n), initial: int(n)}
+	case kindCondition:
+		id, _, err := readUint(param)
+		if err != nil {
+			return codeBad, "condition: bad lock id"
+		}
+		var l *object
+		if id == 0 {
+			s.nextObj++
+			l = &object{id: s.nextObj, kind: kindLock, lock: &lockState{}}
+			s.objects[l.id] = l
+		} else if l = s.objects[id]; l == nil {
+			return codeNoObject, fmt.Sprintf("condition lock %d", id)
+		} else if l.kind != kindLock && l.kind != kindRLock {
+			return codeWrongKind, "a condition's lock must be a Lock or an RLock"
+		}
+		l.refs++
+		o.cond = &condState{lock: l}
+	case kindEvent:
+		o.event = &eventState{}
+	case kindBarrier:
+		n, _, err := readInt(param)
+		if err != nil || n < 1 {
+			return codeInvalid, "barrier parties must be >= 1"
+		}
+		o.bar = &barrierState{parties: int(n)}
+	case kindObject:
+		return s.newCustom(o, stringArg(param))
+	default:
+		return codeBad, "unknown kind"
+	}
+	return codeOK, ""
+}
+
+// grantObject gives c one reference to o. Caller holds s.mu.
+func (s *server) grantObject(c *sconn, o *object) {
+	o.refs++
+	c.holds[o.id]++
+}
+
+func (s *server) handleDecref(c *sconn, r *sreq) {
+	if len(r.args) != 1 {
+		return
+	}
+	n, _, err := readUint(r.args[0])
+	if err != nil {
+		return
+	}
+	// A connection gives back at most what it holds: no client can free
+	// what others still use.
+	have := c.holds[r.obj]
+	if uint64(have) < n {
+		n = uint64(have)
+	}
+	if n == 0 {
+		return
+	}
+	if have == int(n) {
+		delete(c.holds, r.obj)
+	} else {
+		c.holds[r.obj] = have - int(n)
+	}
+	if o := s.objects[r.obj]; o != nil {
+		s.decref(o, int(n))
+	}
+}
+
+func (s *server) redeem(c *sconn, r *sreq) {
+	if len(r.args) != 2 {
+		c.fail(r.id, codeBadRequest, "redeem: want token, kind")
+		return
+	}
+	tok, _, err1 := readUint(r.args[0])
+	kd, _, err2 := readUint(r.args[1])
+	if err1 != nil || err2 != nil {
+		c.fail(r.id, codeBadRequest, "redeem: bad arguments")
+		return
+	}
+	o := s.objects[r.obj]
+	if o == nil {
+		c.fail(r.id, codeNoObject, fmt.Sprintf("object %d was freed before this process took its reference", r.obj))
+		return
+	}
+	if uint64(o.kind) != kd {
+		c.fail(r.id, codeWrongKind, fmt.Sprintf("object %d is a %s", r.obj, describe(o)))
+		return
+	}
+	if t := s.tokens[tok]; t != nil && t.obj == o {
+		// The token's reference becomes this connection's.
+		delete(s.tokens, tok)
+		delete(t.owner.tokens, tok)
+		c.holds[o.id]++
+	} else {
+		s.grantObject(c, o)
+	}
+	c.ok(r.id, nil, []uint64{o.id})
+}
+
+// decref drops n references to o and frees it at zero. Freeing is
+// deferred to drain so that it never runs in the middle of an operation
+// on o. Caller holds s.mu.
+func (s *server) decref(o *object, n int) {
+	o.refs -= n
+	if o.refs <= 0 && s.objects[o.id] == o {
+		delete(s.objects, o.id)
+		s.freeing = append(s.freeing, o)
+	}
+}
+
+// drain frees the objects whose count reached zero, and what only they
+// referred to. It uses a work list, not recursion: a long chain of nested
+// objects must not exhaust the stack. Caller holds s.mu.
+func (s *server) drain() {
+	for len(s.freeing) > 0 {
+		o := s.freeing[len(s.freeing)-1]
+		s.freeing = s.freeing[:len(s.freeing)-1]
+		s.free(o)
+	}
+}
+
+// free releases what a freed object holds.
+func (s *server) free(o *object) {
+	switch {
+	case o.dict != nil:
+		o.dict.each(func(_ string, v []byte) { s.releaseValue(v) })
+		o.dict = newODict()
+	case o.items != nil:
+		for _, v := range o.items {
+			s.releaseValue(v)
+		}
+		o.items = nil
+	case o.val != nil:
+		s.releaseValue(o.val)
+		o.val = nil
+	case o.queue != nil:
+		for _, v := range o.queue.items {
+			s.releaseValue(v)
+		}
+		o.queue.items = nil
+	case o.cond != nil:
+		s.decref(o.cond.lock, 1)
+	case o.custom != nil:
+		o.custom.value = nil
+	}
+	// No call can be parked here: a parked call's connection holds a
+	// reference for as long as the call runs.
+}
+
+// storeValue validates a value about to be stored, counts the references
+// of the proxies inside it, and returns a private copy (the request buffer
+// is not kept). Caller holds s.mu.
+func (s *server) storeValue(v []byte) ([]byte, error) {
+	var objs []*object
+	n, err := skipValue(v, func(payload []byte) error {
+		r, err := parseRef(payload)
+		if err != nil {
+			return err
+		}
+		if r.server != s.id {
+			return nil // another manager's object: the token in it keeps it
+		}
+		o := s.objects[r.id]
+		if o == nil {
+			return fmt.Errorf("%w: object %d", ErrNoObject, r.id)
+		}
+		objs = append(objs, o)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n != len(v) {
+		return nil, errMalformed
+	}
+	for _, o := range objs {
+		o.refs++
+	}
+	return append([]byte(nil), v...), nil
+}
+
+// storeArray stores each element of a msgpack array.
+func (s *server) storeArray(b []byte) ([][]byte, error) {
+	n, pos, err := arrayHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	items := make([][]byte, 0, min(n, 1024))
+	for range n {
+		k, err := skipValue(b[pos:], nil)
+		if err != nil {
+			return nil, err
+		}
+		v, err := s.storeValue(b[pos : pos+k])
+		if err != nil {
+			for _, v := range items {
+				s.releaseValue(v)
+			}
+			return nil, err
+		}
+		items = append(items, v)
+		pos += k
+	}
+	if pos != len(b) {
+		for _, v := range items {
+			s.releaseValue(v)
+		}
+		return nil, errMalformed
+	}
+	return items, nil
+}
+
+// releaseValue drops the references of a value leaving the server.
+// Caller holds s.mu.
+func (s *server) releaseValue(v []byte) {
+	if !mayHoldProxy(v) {
+		return
+	}
+	skipValue(v, func(payload []byte) error {
+		if r, err := parseRef(payload); err == nil && r.server == s.id {
+			if o := s.objects[r.id]; o != nil {
+				s.decref(o, 1)
+			}
+		}
+		return nil
+	})
+}
+
+// grantValue gives c a reference to each object a value being returned to
+// it holds proxies to, and returns their ids for the reply. Caller holds
+// s.mu.
+func (s *server) grantValue(c *sconn, v []byte, grants []uint64) []uint64 {
+	if !mayHoldProxy(v) {
+		return grants
+	}
+	skipValue(v, func(payload []byte) error {
+		if r, err := parseRef(payload); err == nil && r.server == s.id {
+			if o := s.objects[r.id]; o != nil {
+				s.grantObject(c, o)
+				grants = append(grants, o.id)
+			}
+		}
+		return nil
+	})
+	return grants
+}
+
+// mayHoldProxy is a cheap filter: an encoded proxy is an ext8/16/32 header
+// followed by the proxy extension type. Most values have none and skip the
+// walk.
+func mayHoldProxy(v []byte) bool {
+	for i := 0; i < len(v); i++ {
+		var at int
+		switch v[i] {
+		case 0xc7:
+			at = i + 2
+		case 0xc8:
+			at = i + 3
+		case 0xc9:
+			at = i + 5
+		default:
+			continue
+		}
+		if at < len(v) && int8(v[at]) == wire.ExtProxy {
+			return true
+		}
+	}
+	return false
+}
+
+// ok sends a success reply. Caller holds s.mu (or owns c exclusively).
+func (c *sconn) ok(id uint64, payload []byte, grants []uint64) {
+	c.reply(id, codeOK, payload, grants)
+}
+
+// fail sends an error reply.
+func (c *sconn) fail(id uint64, code int, msg string) {
+	c.reply(id, code, appendString(nil, msg), nil)
+}
+
+func (c *sconn) reply(id uint64, code int, payload []byte, grants []uint64) {
+	if id == 0 || c.closed {
+		return
+	}
+	c.wmu.Lock()
+	start := len(c.out)
+	c.out = appendReply(c.out, id, code, payload, grants)
+	if len(c.out)-start > c.s.maxMsg {
+		c.out = appendReply(c.out[:start], id, codeTooLarge,
+			appendString(nil, fmt.Sprintf("reply of %d bytes over the %d-byte limit", len(c.out)-start, c.s.maxMsg)), grants)
+	}
+	c.ends = append(c.ends, len(c.out))
+	c.wmu.Unlock()
+	if !c.kicked {
+		c.kicked = true
+		c.s.kicked = append(c.s.kicked, c)
+	}
+}
+
+func appendReply(b []byte, id uint64, code int, payload []byte, grants []uint64) []byte {
+	b = appendArrayHeader(b, 4)
+	b = appendUint(b, id)
+	b = appendUint(b, uint64(code))
+	if payload == nil {
+		b = append(b, msgpNil)
+	} else {
+		b = append(b, payload...)
+	}
+	if grants == nil {
+		return append(b, msgpNil)
+	}
+	b = appendArrayHeader(b, len(grants))
+	for _, g := range grants {
+		b = appendUint(b, g)
+	}
+	return b
+}
+
+// flush writes the queued replies; concurrent callers leave the writing to
+// the one already at it.
+func (c *sconn) flush() {
+	c.wmu.Lock()
+	if c.flushing {
+		c.wmu.Unlock()
+		return
+	}
+	c.flushing = true
+	for len(c.out) > 0 {
+		out, ends := c.out, c.ends
+		c.out, c.ends = c.spare[:0], nil
+		c.wmu.Unlock()
+		err := c.sendChunks(out, ends)
+		c.wmu.Lock()
+		if cap(out) <= 1<<20 {
+			c.spare = out[:0]
+		} else {
+			c.spare = nil
+		}
+		if err != nil {
+			c.out, c.ends = nil, nil
+			c.flushing = false
+			c.wmu.Unlock()
+			c.conn.Close() // the reader sees it and cleans up
+			return
+		}
+	}
+	c.flushing = false
+	c.wmu.Unlock()
+}
+
+// sendChunks sends out as messages of at most maxMsg bytes, cut between
+// replies.
+func (c *sconn) sendChunks(out []byte, ends []int) error {
+	start := 0
+	for start < len(out) {
+		end := start
+		for _, e := range ends {
+			if e <= start {
+				continue
+			}
+			if e-start > c.s.maxMsg && end > start {
+				break
+			}
+			end = e
+		}
+		if err := c.conn.SendBytes(out[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+// Serve runs a manager server in this process on network ("unix", "tcp",
+// "tcp4", "tcp6") and addr until ctx ends, then closes every connection
+// and returns ctx's error (wrapped). authkey nil means process.AuthKey();
+// a TCP address with an empty authkey is refused with ErrNoAuthKey, since
+// anyone who can reach the port could call in. Objects live in this
+// process; Connect reaches them from others, on this machine or another.
+func Serve(ctx context.Context, network, addr string, authkey []byte, opts ...Option) error {
+	o := buildOptions(opts)
+	key := keyOrDefault(authkey)
+	if strings.HasPrefix(network, "tcp") && len(key) == 0 {
+		return ErrNoAuthKey
+	}
+	l, err := pipe.Listen(network, addr, key)
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	bound := l.Addr().String()
+	if network == "unix" {
+		os.Chmod(bound, 0o600)
+	}
+	s := newServer(network, bound, o.maxMsg)
+	if o.listening != nil {
+		o.listening(network, bound)
+	}
+	s.serve(ctx, l)
+	return fmt.Errorf("manager: serve: %w", ctx.Err())
+}
