@@ -21,13 +21,17 @@ var echo = process.Register("pipe_test.echo", func(ctx context.Context, c *pipe.
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := c.RecvBytesInto(buf)
-		if errors.Is(err, io.EOF) {
+		msg := buf[:n]
+		var long *pipe.BufferTooShortError
+		switch {
+		case errors.Is(err, io.EOF):
 			return nil
-		}
-		if err != nil {
+		case errors.As(err, &long):
+			msg = long.Message
+		case err != nil:
 			return err
 		}
-		if err := c.SendBytes(buf[:n]); err != nil {
+		if err := c.SendBytes(msg); err != nil {
 			return err
 		}
 	}

@@ -277,10 +277,11 @@ func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
 	}
 	c.rpos += hlen
 	if max := c.maxSize.Load(); n > max {
-		if err := c.discard(n); err != nil {
-			return nil, err
+		err := fmt.Errorf("pipe: recv: %d-byte message over the %d-byte limit: %w", n, max, ErrTooLarge)
+		if derr := c.discard(n); derr != nil {
+			return nil, fmt.Errorf("%w (and %w)", err, derr)
 		}
-		return nil, fmt.Errorf("pipe: recv: %d-byte message over the %d-byte limit: %w", n, max, ErrTooLarge)
+		return nil, err
 	}
 	size := int(n)
 	// Small payload: it is, or will be, in the read buffer.

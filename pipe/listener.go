@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -57,17 +56,11 @@ func (l *Listener) Addr() net.Addr { return l.l.Addr() }
 // returns an error matching ErrAuth and closes that connection; the
 // Listener stays usable. It returns ctx's error if ctx ends first.
 func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
-	for {
-		nc, err := l.acceptRaw(ctx)
-		if err != nil {
-			return nil, err
-		}
-		c, err := handshake(ctx, nc, l.authkey, true)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
+	nc, err := l.acceptRaw(ctx)
+	if err != nil {
+		return nil, err
 	}
+	return handshake(ctx, nc, l.authkey, true)
 }
 
 func (l *Listener) acceptRaw(ctx context.Context) (net.Conn, error) {
@@ -154,15 +147,15 @@ func handshake(ctx context.Context, nc net.Conn, key []byte, server bool) (*Conn
 	stop()
 	if err != nil {
 		c.Close()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (%w)", err, ctx.Err())
+		cerr := ctx.Err()
+		if d, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(d) {
+			cerr = context.DeadlineExceeded // the socket deadline fired first
+		}
+		if cerr != nil {
+			return nil, fmt.Errorf("%w (%w)", err, cerr)
 		}
 		return nil, err
 	}
 	nc.SetDeadline(time.Time{})
 	return c, nil
 }
-
-var _ stream = (*net.TCPConn)(nil)
-var _ stream = (*net.UnixConn)(nil)
-var _ syscall.Conn = (*os.File)(nil)

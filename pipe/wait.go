@@ -19,7 +19,7 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	if c.buffered() {
 		return true, nil
 	}
-	ready, err := pollFDs([]*Conn{c}, timeout, -1)
+	ready, err := pollFDs([]*Conn{c}, max(timeout, 0), -1)
 	if err != nil {
 		return false, err
 	}

@@ -184,7 +184,14 @@ func AppendTo(buf *bytes.Buffer, files *Files, v any) error {
 
 // Unmarshal decodes data into v, which must be a non-nil pointer. Handles take
 // their descriptors from files (which may be nil when none travelled).
+//
+// data may come from an untrusted peer: it is validated first (see
+// Validate), so malformed input is an error wrapping ErrMalformed and never
+// a panic or an unbounded allocation.
 func Unmarshal(data []byte, files *Files, v any) error {
+	if err := Validate(data); err != nil {
+		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
+	}
 	r := &decBuf{Reader: bytes.NewReader(data), files: files}
 	dec := msgpack.GetDecoder()
 	dec.Reset(r)
@@ -213,7 +220,7 @@ func RegisterHandle[T any](id int8, enc func(v *T, fds *Files) ([]byte, error), 
 	})
 	msgpack.RegisterExtDecoder(id, (*T)(nil), func(d *msgpack.Decoder, v reflect.Value, n int) error {
 		r, ok := d.Buffered().(*decBuf)
-		if !ok {
+		if !ok || r.files == nil {
 			return fmt.Errorf("%s: %w", v.Type(), ErrNoFiles)
 		}
 		if n > r.Len() {
