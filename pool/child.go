@@ -68,7 +68,7 @@ func serveWorker(a workerArg) error {
 		curIdx:    seg.Int64(segIndex),
 		flags:     seg.Int64(segFlags),
 		runOff:    -1,
-		stops:     map[uint64]stopMsg{},
+		stops:     map[uint64]int64{},
 		qsig:      make(chan struct{}, 1),
 		cpuTime:   a.CPUTime,
 	}
@@ -183,7 +183,7 @@ type workerRT struct {
 	eof        bool
 	readErr    error
 	qsig       chan struct{}
-	stops      map[uint64]stopMsg
+	stops      map[uint64]int64 // job -> highest index that may still run
 	anyStops   atomic.Bool
 	curSpanJob uint64
 	curCancel  context.CancelFunc
@@ -234,24 +234,26 @@ func (rt *workerRT) signal() {
 	}
 }
 
-// stopLocked records a stop: no further item of the job runs here, and the
-// running one's ctx is cancelled if asked.
+// stopLocked records a stop: no item of the job above the threshold starts
+// here any more, and the running one's ctx is cancelled if it is above.
 func (rt *workerRT) stopLocked(s stopMsg) {
-	rt.stops[s.job] = s
+	if old, ok := rt.stops[s.job]; !ok || s.threshold < old {
+		rt.stops[s.job] = s.threshold
+	}
 	rt.anyStops.Store(true)
-	if rt.curSpanJob == s.job && rt.curCancel != nil && (s.cancel || rt.curIdx.Load() > s.threshold) {
+	if rt.curSpanJob == s.job && rt.curCancel != nil && rt.curIdx.Load() > s.threshold {
 		rt.curCancel()
 	}
 }
 
-func (rt *workerRT) stopped(job uint64) bool {
+func (rt *workerRT) stopped(job uint64, idx int) bool {
 	if !rt.anyStops.Load() {
 		return false
 	}
 	rt.qmu.Lock()
-	_, ok := rt.stops[job]
+	th, ok := rt.stops[job]
 	rt.qmu.Unlock()
-	return ok
+	return ok && int64(idx) > th
 }
 
 // runLoop runs spans until the parent closes the connection. It flushes
@@ -300,9 +302,6 @@ func (rt *workerRT) runSpan(sp *spanMsg) {
 	defer cancel()
 	rt.qmu.Lock()
 	rt.curSpanJob, rt.curCancel = sp.job, cancel
-	if s, ok := rt.stops[sp.job]; ok && s.cancel {
-		cancel()
-	}
 	rt.qmu.Unlock()
 	if e := lookupTask(sp.name); e != nil {
 		e.run(ctx, rt, sp)

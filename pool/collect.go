@@ -217,12 +217,14 @@ func (c *collector[R]) resolve(idx0 int, sts []byte, errs []idxErr) {
 	case c.sig <- struct{}{}:
 	default:
 	}
-	if stopAt >= 0 && !fin {
-		// Map: run nothing that has not started; running items above the
-		// failed one are cancelled, those below may still fail first.
-		c.p.stopJob(c.j, stopAt, false)
-	} else if stopAt >= 0 {
-		c.p.stopJob(c.j, stopAt, true)
+	if stopAt >= 0 {
+		// Map: run nothing after the failed item that has not started, and
+		// cancel what runs after it; items before it still run, and may
+		// fail first. Once Map has its answer nothing more is needed.
+		if fin {
+			stopAt = -1
+		}
+		c.p.stopJob(c.j, stopAt)
 	}
 }
 
@@ -241,7 +243,7 @@ func (c *collector[R]) abandon() {
 	c.finished = true
 	c.mu.Unlock()
 	if !was {
-		c.p.stopJob(c.j, -1, true)
+		c.p.stopJob(c.j, -1)
 	}
 }
 

@@ -16,6 +16,12 @@ import (
 
 func TestMain(m *testing.M) {
 	process.Init()
+	// A race-enabled binary sleeps a second at exit (GORACE
+	// atexit_sleep_ms); workers inherit this, so that retiring one does
+	// not take a second under -race.
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -79,13 +79,14 @@ func TaskTimeout(d time.Duration) Option {
 	})
 }
 
-// MemoryLimit caps each worker's data segment (RLIMIT_DATA: the heap and
-// other private writable memory) at bytes, and sets the Go runtime's soft
-// memory limit a little below it so that the garbage collector works harder
-// first. A task that needs more kills its worker (the Go runtime exits with
-// code 2) and fails with a *WorkerDiedError; the worker is replaced.
-// A Go worker needs a few tens of MiB of its own: with a smaller limit no
-// worker starts and New fails. bytes < 1 is an error from New.
+// MemoryLimit lets each worker's private writable memory (RLIMIT_DATA: the
+// Go heap, goroutine and thread stacks) grow by at most bytes beyond what it
+// had when it started, and sets the Go runtime's soft memory limit a little
+// below that so that the garbage collector works harder first. The count is
+// of mapped memory, not resident memory. A task that needs more kills its
+// worker (the Go runtime exits with code 2; a failed thread creation
+// aborts it) and fails with a *WorkerDiedError; the worker is replaced.
+// bytes < 1 is an error from New.
 func MemoryLimit(bytes int64) Option {
 	return optFunc(func(o *options) {
 		if bytes < 1 {

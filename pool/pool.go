@@ -64,8 +64,8 @@ type job struct {
 	n       int
 	chunk   int
 	next    int   // next item never dispatched
+	limit   int   // items from limit on are not to run (stopJob); n at first
 	retry   []rng // items given back by a dead worker, dispatched first
-	stopped bool
 	inQueue bool
 	// enc appends the msgpack encoding of items [start, end) to b. On an
 	// error it returns b as it was before the failing item, and its index.
@@ -85,7 +85,7 @@ type sink interface {
 	skip(start, count int)
 }
 
-func (j *job) hasWork() bool { return !j.stopped && (len(j.retry) > 0 || j.next < j.n) }
+func (j *job) hasWork() bool { return len(j.retry) > 0 || j.next < j.limit }
 
 // take removes up to limit items from the job's undispatched ones.
 func (j *job) take(limit int) (start, count int) {
@@ -99,7 +99,7 @@ func (j *job) take(limit int) (start, count int) {
 		}
 		return start, count
 	}
-	start, count = j.next, min(limit, j.n-j.next)
+	start, count = j.next, min(limit, j.limit-j.next)
 	j.next += count
 	return start, count
 }
@@ -177,16 +177,13 @@ func (p *Pool) Terminate() error {
 	if p.state != stateTerminated {
 		p.state = stateTerminated
 		for _, j := range p.queue[p.qhead:] {
-			if j.stopped {
-				continue
-			}
 			for _, r := range j.retry {
 				after = appendFail(after, j, r.start, r.count, ErrTerminated)
 			}
 			j.retry = nil
-			if j.next < j.n {
-				after = appendFail(after, j, j.next, j.n-j.next, ErrTerminated)
-				j.next = j.n
+			if j.next < j.limit {
+				after = appendFail(after, j, j.next, j.limit-j.next, ErrTerminated)
+				j.next = j.limit
 			}
 			j.inQueue = false
 		}
@@ -289,10 +286,16 @@ func (p *Pool) hasWorkLocked() bool { return p.headLocked() != nil }
 // requeueLocked gives items back to their job after their worker died
 // without starting them; they go before everything else.
 func (p *Pool) requeueLocked(j *job, start, count int, after *[]func()) {
+	if end := start + count; end > j.limit {
+		// Stopped past the limit: those items will not run.
+		s := max(start, j.limit)
+		*after = append(*after, func() { j.sink.skip(s, end-s) })
+		count = s - start
+		if count == 0 {
+			return
+		}
+	}
 	switch {
-	case j.stopped:
-		*after = append(*after, func() { j.sink.skip(start, count) })
-		return
 	case p.state == stateTerminated:
 		*after = appendFail(*after, j, start, count, ErrTerminated)
 		return
@@ -313,30 +316,38 @@ func (p *Pool) requeueLocked(j *job, start, count int, after *[]func()) {
 	}
 }
 
-// stopJob dispatches no more of j's items (those never dispatched are
-// skipped) and tells the workers holding some to skip the ones they have
-// not started. With cancel, or for items above threshold, the running
-// task's ctx is cancelled too.
-func (p *Pool) stopJob(j *job, threshold int, cancel bool) {
+// stopJob runs none of j's items above threshold (-1: none) that have not
+// started: those never dispatched are skipped here, and the workers holding
+// some are told to skip them and to cancel the ctx of the one running if it
+// is above threshold. Items at or below threshold still run: Map needs
+// them to find the lowest failing index.
+func (p *Pool) stopJob(j *job, threshold int) {
 	var after []func()
 	p.mu.Lock()
-	if !j.stopped {
-		j.stopped = true
+	if newLimit := threshold + 1; newLimit < j.limit {
+		if s := max(j.next, newLimit); s < j.limit {
+			end := j.limit
+			after = append(after, func() { j.sink.skip(s, end-s) })
+		}
+		j.limit = newLimit
+		var keep []rng
 		for _, r := range j.retry {
-			r := r
-			after = append(after, func() { j.sink.skip(r.start, r.count) })
+			end := r.start + r.count
+			if end > newLimit {
+				s := max(r.start, newLimit)
+				after = append(after, func() { j.sink.skip(s, end-s) })
+				r.count = s - r.start
+			}
+			if r.count > 0 {
+				keep = append(keep, r)
+			}
 		}
-		j.retry = nil
-		if j.next < j.n {
-			start, count := j.next, j.n-j.next
-			after = append(after, func() { j.sink.skip(start, count) })
-			j.next = j.n
-		}
-	}
-	for _, w := range p.slots {
-		if w != nil && !w.gone && w.holds(j) {
-			w.ctl = append(w.ctl, stopMsg{job: j.id, threshold: int64(threshold), cancel: cancel})
-			w.poke()
+		j.retry = keep
+		for _, w := range p.slots {
+			if w != nil && !w.gone && w.holds(j) {
+				w.ctl = append(w.ctl, stopMsg{job: j.id, threshold: int64(threshold)})
+				w.poke()
+			}
 		}
 	}
 	p.mu.Unlock()
@@ -375,9 +386,9 @@ func (p *Pool) breakLocked(after *[]func()) {
 			*after = appendFail(*after, j, r.start, r.count, p.broken)
 		}
 		j.retry = nil
-		if j.next < j.n {
-			*after = appendFail(*after, j, j.next, j.n-j.next, p.broken)
-			j.next = j.n
+		if j.next < j.limit {
+			*after = appendFail(*after, j, j.next, j.limit-j.next, p.broken)
+			j.next = j.limit
 		}
 		j.inQueue = false
 	}

@@ -15,9 +15,9 @@ import (
 //	'T' then records, each a type byte and fixed-width fields:
 //	    1 span: job u64, start u32, count u32, name (u16 length + bytes),
 //	            args (u32 length + count msgpack values)
-//	    2 stop: job u64, threshold i64, cancel u8 -- run no more items of
-//	            job; cancel the running one if cancel is set or its index
-//	            is above threshold
+//	    2 stop: job u64, threshold i64 -- run no item of job above
+//	            threshold (-1: none), and cancel the ctx of the running one
+//	            if it is above
 //
 // Worker to parent:
 //
@@ -89,7 +89,6 @@ type spanMsg struct {
 type stopMsg struct {
 	job       uint64
 	threshold int64
-	cancel    bool
 }
 
 func appendSpanHeader(b []byte, job uint64, start, count int, name string) []byte {
@@ -110,11 +109,7 @@ func finishSpan(b []byte, off int) {
 func appendStop(b []byte, s stopMsg) []byte {
 	b = append(b, recStop)
 	b = binary.BigEndian.AppendUint64(b, s.job)
-	b = binary.BigEndian.AppendUint64(b, uint64(s.threshold))
-	if s.cancel {
-		return append(b, 1)
-	}
-	return append(b, 0)
+	return binary.BigEndian.AppendUint64(b, uint64(s.threshold))
 }
 
 // parseTasks decodes the body of a 'T' message. Spans alias b.
@@ -145,15 +140,14 @@ func parseTasks(b []byte, span func(spanMsg), stop func(stopMsg)) error {
 			b = b[al:]
 			span(s)
 		case recStop:
-			if len(b) < 1+8+8+1 {
+			if len(b) < 1+8+8 {
 				return fmt.Errorf("%w: short stop record", errProto)
 			}
 			stop(stopMsg{
 				job:       binary.BigEndian.Uint64(b[1:]),
 				threshold: int64(binary.BigEndian.Uint64(b[9:])),
-				cancel:    b[17] != 0,
 			})
-			b = b[18:]
+			b = b[17:]
 		default:
 			return fmt.Errorf("%w: record type %d", errProto, b[0])
 		}

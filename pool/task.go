@@ -69,7 +69,7 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 				}
 				return
 			}
-			if rt.stopped(sp.job) {
+			if rt.stopped(sp.job, idx) {
 				rt.record(sp.job, idx, []byte{statusSkipped})
 				continue
 			}
