@@ -283,8 +283,9 @@ func (m *Manager) Close() error {
 		m.ctl.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), serverStopTimeout)
 		err := m.proc.Join(ctx)
+		timedOut := ctx.Err() != nil
 		cancel()
-		if err != nil && ctx.Err() != nil {
+		if err != nil && timedOut {
 			m.proc.Kill()
 			m.proc.Join(context.Background())
 			err = nil

@@ -1,10 +1,12 @@
 package manager
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
 	"math/big"
+	"sort"
 
 	"github.com/mpgo/multiprocessing/internal/wire"
 )
@@ -25,6 +27,12 @@ var errMalformed = errors.New("malformed msgpack")
 // announces element counts up front, so a running count of objects still
 // to read is all the state a walk needs, whatever the nesting depth.
 func skipValue(b []byte, onProxy func(payload []byte) error) (int, error) {
+	return walk(b, onProxy, nil)
+}
+
+// walk is skipValue that also reports, through sawMap, whether the value
+// holds a map of two or more pairs (whose order canonical fixes).
+func walk(b []byte, onProxy func(payload []byte) error, sawMap *bool) (int, error) {
 	pos := 0
 	remaining := 1
 	for remaining > 0 {
@@ -39,6 +47,9 @@ func skipValue(b []byte, onProxy func(payload []byte) error) (int, error) {
 		case c <= 0x7f || c >= 0xe0: // fixint
 		case c >= 0x80 && c <= 0x8f: // fixmap
 			children = 2 * int(c&0x0f)
+			if children >= 4 && sawMap != nil {
+				*sawMap = true
+			}
 		case c >= 0x90 && c <= 0x9f: // fixarray
 			children = int(c & 0x0f)
 		case c >= 0xa0 && c <= 0xbf: // fixstr
@@ -93,6 +104,9 @@ func skipValue(b []byte, onProxy func(payload []byte) error) (int, error) {
 				children = l
 				if c == 0xde {
 					children *= 2
+					if sawMap != nil && l >= 2 {
+						*sawMap = true
+					}
 				}
 			case 0xdd, 0xdf:
 				l, err := readLen(b, &pos, 4)
@@ -102,6 +116,9 @@ func skipValue(b []byte, onProxy func(payload []byte) error) (int, error) {
 				children = l
 				if c == 0xdf {
 					children *= 2
+					if sawMap != nil && l >= 2 {
+						*sawMap = true
+					}
 				}
 			default: // 0xc1 is never used
 				return 0, errMalformed
@@ -503,4 +520,74 @@ func (n number) int64() (int64, bool) {
 		return int64(n.u), true
 	}
 	return 0, false
+}
+
+// maxCanonDepth bounds the nesting canonical rewrites; deeper values are
+// stored as sent (their maps then compare in the order they came).
+const maxCanonDepth = 256
+
+// canonical returns v with the pairs of every map sorted by their encoded
+// keys, so that equal values compare equal byte for byte whatever order
+// the sender's map iteration produced (the msgpack encoder sorts only a
+// few map types). A value without maps of two pairs or more is returned
+// as is. v must be one well-formed msgpack object.
+func canonical(v []byte) []byte {
+	var maps bool
+	if _, err := walk(v, nil, &maps); err != nil || !maps {
+		return v
+	}
+	out, n, err := canonAppend(make([]byte, 0, len(v)), v, 0)
+	if err != nil || n != len(v) {
+		return v
+	}
+	return out
+}
+
+func canonAppend(dst, b []byte, depth int) ([]byte, int, error) {
+	if depth > maxCanonDepth {
+		return nil, 0, errMalformed
+	}
+	if n, hlen, err := mapHeader(b); err == nil {
+		type pair struct{ k, kv []byte }
+		pairs := make([]pair, 0, n)
+		pos := hlen
+		for range n {
+			k, kn, err := canonAppend(nil, b[pos:], depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			pos += kn
+			kv, vn, err := canonAppend(k, b[pos:], depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			pos += vn
+			pairs = append(pairs, pair{k: kv[:len(k)], kv: kv})
+		}
+		sort.Slice(pairs, func(i, j int) bool { return bytes.Compare(pairs[i].k, pairs[j].k) < 0 })
+		dst = appendMapHeader(dst, n)
+		for _, p := range pairs {
+			dst = append(dst, p.kv...)
+		}
+		return dst, pos, nil
+	}
+	if n, hlen, err := arrayHeader(b); err == nil {
+		dst = appendArrayHeader(dst, n)
+		pos := hlen
+		for range n {
+			var k int
+			var err error
+			dst, k, err = canonAppend(dst, b[pos:], depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			pos += k
+		}
+		return dst, pos, nil
+	}
+	n, err := skipValue(b, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(dst, b[:n]...), n, nil
 }

@@ -78,9 +78,9 @@ type sconn struct {
 	conn *pipe.Conn
 
 	// Guarded by s.mu.
-	holds   map[uint64]int      // references granted to this connection
-	tokens  map[uint64]*token   // tokens it exported, not yet redeemed
-	waiting map[uint64]*waiter  // its parked calls, by callID
+	holds   map[uint64]int       // references granted to this connection
+	tokens  map[uint64]*token    // tokens it exported, not yet redeemed
+	waiting map[uint64]*waiter   // its parked calls, by callID
 	owned   map[*object]struct{} // locks it holds
 	closed  bool
 	kicked  bool
@@ -706,7 +706,11 @@ func (s *server) storeValue(v []byte) ([]byte, error) {
 	for _, o := range objs {
 		o.refs++
 	}
-	return append([]byte(nil), v...), nil
+	out := canonical(v)
+	if len(out) > 0 && &out[0] == &v[0] {
+		out = append([]byte(nil), v...) // the request buffer is not kept
+	}
+	return out, nil
 }
 
 // storeArray stores each element of a msgpack array.

@@ -108,6 +108,7 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		if err := checkKey(r.args[0]); err != nil {
 			return bad(err.Error())
 		}
+		r.args[0] = canonical(r.args[0])
 	}
 	switch r.op {
 	case opGet:
@@ -175,6 +176,7 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 				s.releasePairs(pairs)
 				return bad(err.Error())
 			}
+			k = canonical(k)
 			v, err := s.storeValue(m[pos : pos+vl])
 			if err != nil {
 				s.releasePairs(pairs)
@@ -236,7 +238,7 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 			return bad("CompareAndSwap: want key, old, new, oldIsZero")
 		}
 		cur, ok := d.get(r.args[0])
-		if !(ok && bytes.Equal(cur, r.args[1]) || !ok && r.args[3][0] == 0xc3) {
+		if !(ok && bytes.Equal(cur, canonical(r.args[1])) || !ok && r.args[3][0] == 0xc3) {
 			c.ok(r.id, appendBool(nil, false), nil)
 			return codeOK, ""
 		}
@@ -373,8 +375,9 @@ func (s *server) listOp(c *sconn, r *sreq, o *object) (int, string) {
 		if !args(r, 1) {
 			return bad("want value")
 		}
+		want := canonical(r.args[0])
 		for i, v := range o.items {
-			if bytes.Equal(v, r.args[0]) {
+			if bytes.Equal(v, want) {
 				if r.op == opIndex {
 					c.ok(r.id, appendUint(nil, uint64(i)), nil)
 					return codeOK, ""
@@ -456,7 +459,7 @@ func (s *server) valueOp(c *sconn, r *sreq, o *object) (int, string) {
 		if !args(r, 2) {
 			return bad("CompareAndSwap: want old, new")
 		}
-		if !bytes.Equal(o.val, r.args[0]) {
+		if !bytes.Equal(o.val, canonical(r.args[0])) {
 			c.ok(r.id, appendBool(nil, false), nil)
 			return codeOK, ""
 		}
