@@ -122,14 +122,14 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	if same {
 		stdoutTail = proc.stderrTail
 	}
-	stdout, err := outputFD(o.stdout, 1, stdoutTail, &proc.copies, &closeAfter)
+	stdout, err := outputFD(o.stdout, os.Stdout, stdoutTail, &proc.copies, &closeAfter)
 	if err != nil {
 		unix.Close(sp[0])
 		return nil, err
 	}
 	stderr := stdout
 	if !same {
-		stderr, err = outputFD(o.stderr, 2, proc.stderrTail, &proc.copies, &closeAfter)
+		stderr, err = outputFD(o.stderr, os.Stderr, proc.stderrTail, &proc.copies, &closeAfter)
 		if err != nil {
 			unix.Close(sp[0])
 			return nil, err
@@ -194,11 +194,13 @@ func sameWriter(a, b io.Writer) bool {
 }
 
 // outputFD returns the descriptor the child gets as its stdout or stderr:
-// the parent's own (def) when w is nil, the file's when w is an *os.File,
-// else a pipe whose read end is copied into w (and tail) by a goroutine.
-func outputFD(w io.Writer, def int, tail *tailBuffer, wg *sync.WaitGroup, closeAfter *[]int) (int, error) {
+// def's when w is nil (os.Stdout or os.Stderr as they are now, which a
+// program or the testing package may have redirected), the file's when w
+// is an *os.File, else a pipe whose read end is copied into w (and tail) by
+// a goroutine.
+func outputFD(w io.Writer, def *os.File, tail *tailBuffer, wg *sync.WaitGroup, closeAfter *[]int) (int, error) {
 	if w == nil {
-		return def, nil
+		w = def
 	}
 	if f, ok := w.(*os.File); ok && tail == nil {
 		rc, err := f.SyscallConn()
