@@ -19,6 +19,12 @@ import (
 
 func TestMain(m *testing.M) {
 	process.Init()
+	// Under -race every process sleeps a second at exit (so that late
+	// reports can be printed); children that exit normally would each
+	// cost that second.
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	code := m.Run()
 	if code == 0 {
 		if kids := process.ActiveChildren(); len(kids) > 0 {
@@ -183,4 +189,3 @@ func increment(l *lock.Lock, x *atomic.Uint64, n int) {
 		l.Unlock()
 	}
 }
-

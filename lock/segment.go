@@ -118,8 +118,9 @@ type core struct {
 	rcount int
 
 	// Semaphore: this process's entry in the holder table (-1: none yet).
-	// Guarded by the semaphore's shared mutex.
-	semEntry int
+	// Written under the semaphore's shared mutex, which the race detector
+	// cannot see, hence atomic.
+	semEntry atomic.Int32
 }
 
 func (c *core) u32(off int) *atomic.Uint32 {
@@ -185,7 +186,7 @@ func (c *core) attach() error {
 		return fmt.Errorf("lock: OFD lock (Linux 3.15+ needed): %w", err)
 	}
 	c.gate = make(chan struct{}, 1)
-	c.semEntry = -1
+	c.semEntry.Store(-1)
 	// The mapping outlives Close until no goroutine can still be using it:
 	// an operation racing with Close then reads stale memory instead of
 	// faulting. Unmapping costs nothing on the fast paths this way.

@@ -112,8 +112,8 @@ func (s *Semaphore) repair() {
 // the mutex).
 func (s *Semaphore) entry() (int, error) {
 	c := s.h.c
-	if c.semEntry >= 0 && s.entryWord(c.semEntry, 0).Load() == c.slot {
-		return c.semEntry, nil
+	if e := int(c.semEntry.Load()); e >= 0 && s.entryWord(e, 0).Load() == c.slot {
+		return e, nil
 	}
 	hwm := min(int(c.u32(offSemHWM).Load()), semEntries)
 	i := -1
@@ -142,7 +142,7 @@ func (s *Semaphore) entry() (int, error) {
 	s.entryWord(i, 1).Store(0)
 	s.entryWord(i, 2).Store(0)
 	s.entryWord(i, 0).Store(c.slot) // last: the entry exists from here on
-	c.semEntry = i
+	c.semEntry.Store(int32(i))
 	return i, nil
 }
 
