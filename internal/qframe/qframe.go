@@ -171,14 +171,14 @@ const (
 // Assembler puts chunk packets back together into items. Its zero value is
 // not usable; make one with NewAssembler.
 type Assembler struct {
-	max     uint64
-	active  bool
-	writer  uint64
-	seq     uint64
-	size    uint64
-	next    uint32
-	count   uint32
-	buf     []byte
+	max    uint64
+	active bool
+	writer uint64
+	seq    uint64
+	size   uint64
+	next   uint32
+	count  uint32
+	buf    []byte
 }
 
 // NewAssembler returns an assembler that refuses items over max bytes.
