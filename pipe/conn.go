@@ -304,7 +304,7 @@ func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
 	}
 	k := copy(out, c.rbuf[c.rpos:c.rend])
 	c.rpos += k
-	if _, err := io.ReadFull(c.s, out[k:]); err != nil {
+	if _, err := io.ReadFull(readerFunc(c.read), out[k:]); err != nil {
 		return nil, c.readErr(err, true)
 	}
 	return out, nil
@@ -319,7 +319,7 @@ func (c *Conn) fill(need int, partial bool) error {
 		c.rpos = 0
 	}
 	for c.rend-c.rpos < need {
-		m, err := c.s.Read(c.rbuf[c.rend:])
+		m, err := c.read(c.rbuf[c.rend:])
 		c.rend += m
 		if err != nil {
 			if c.rend-c.rpos >= need {
@@ -331,6 +331,59 @@ func (c *Conn) fill(need int, partial bool) error {
 	return nil
 }
 
+// waitBeforePark is how long a read that found no data waits for some in a
+// blocking ppoll before it parks in the runtime poller. A message that
+// arrives within it wakes the reader directly, as a blocking read in C
+// would, instead of through the poller's epoll loop and the scheduler,
+// which costs a ping-pong about as much as the kernel's own work. The wait
+// sleeps in the kernel (no spinning), and only for this long: an idle
+// connection costs no thread.
+var waitBeforePark = 200 * time.Microsecond
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// read reads what is available into p, waiting as described above.
+func (c *Conn) read(p []byte) (int, error) {
+	rc, err := c.s.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	waited := false
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), p)
+			switch {
+			case rerr == unix.EINTR:
+				continue
+			case rerr != unix.EAGAIN:
+				return true
+			case waited || waitBeforePark <= 0:
+				return false // park in the poller
+			}
+			waited = true
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			ts := unix.NsecToTimespec(waitBeforePark.Nanoseconds())
+			if k, _ := unix.Ppoll(pfd, &ts, nil); k <= 0 {
+				return false
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 // discard skips an n-byte payload without storing it.
 func (c *Conn) discard(n int64) error {
 	k := min(n, int64(c.rend-c.rpos))
@@ -339,7 +392,7 @@ func (c *Conn) discard(n int64) error {
 	if n == 0 {
 		return nil
 	}
-	if _, err := io.CopyN(io.Discard, c.s, n); err != nil {
+	if _, err := io.CopyN(io.Discard, readerFunc(c.read), n); err != nil {
 		return c.readErr(err, true)
 	}
 	return nil
