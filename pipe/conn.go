@@ -58,13 +58,16 @@ type Conn struct {
 	rpos   int
 	rend   int
 	rerr   error // sticky read error (ErrBadFrame, EOF)
+	fdq    []int // descriptors received and not yet claimed by a message (unix sockets)
+	oob    []byte
+	kind   connKind
 	wmu    sync.Mutex
 	wbuf   bytes.Buffer
 	closer sync.Once
 }
 
 func newConn(s stream, readable, writable bool) *Conn {
-	c := &Conn{s: s, readable: readable, writable: writable}
+	c := &Conn{s: s, readable: readable, writable: writable, kind: detectKind(s)}
 	c.maxSize.Store(DefaultMaxMessageSize)
 	return c
 }
@@ -109,11 +112,21 @@ func (c *Conn) Send(v any) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf.Reset()
-	c.wbuf.Write([]byte{0, 0, 0, 0}) // header placeholder
-	if err := wire.AppendTo(&c.wbuf, nil, v); err != nil {
+	// Room for the header and, if v holds handles, the handles mark.
+	c.wbuf.Write([]byte{0, 0, 0, 0, 0, 0, 0})
+	var files *wire.Files
+	if c.unixSocket() {
+		files = &wire.Files{}
+		defer files.Close()
+	}
+	if err := wire.AppendTo(&c.wbuf, files, v); err != nil {
 		return fmt.Errorf("pipe: send: %w", err)
 	}
 	b := c.wbuf.Bytes()
+	if files.Len() > 0 {
+		return c.sendRights(b, files)
+	}
+	b = b[handlesMarkLen:]
 	n := len(b) - headerLen
 	if int64(n) > c.maxSize.Load() {
 		return fmt.Errorf("pipe: send %d bytes: %w", n, ErrTooLarge)
@@ -204,7 +217,10 @@ func (c *Conn) Recv(v any) error {
 	if err != nil {
 		return err
 	}
-	if err := wire.Unmarshal(msg, nil, v); err != nil {
+	msg, files := c.claimRights(msg)
+	err = wire.Unmarshal(msg, files, v)
+	files.Close() // what the value did not take
+	if err != nil {
 		return fmt.Errorf("pipe: recv: %w", err)
 	}
 	return nil
@@ -222,6 +238,7 @@ func (c *Conn) RecvBytes() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.dropRights(msg)
 	return bytes.Clone(msg), nil
 }
 
@@ -239,6 +256,7 @@ func (c *Conn) RecvBytesInto(buf []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	c.dropRights(msg)
 	if len(msg) > len(buf) {
 		return 0, &BufferTooShortError{Message: bytes.Clone(msg)}
 	}
@@ -355,7 +373,11 @@ func (c *Conn) read(p []byte) (int, error) {
 	waited := false
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			n, rerr = unix.Read(int(fd), p)
+			if c.kind == kindUnix {
+				n, rerr = c.recvRights(int(fd), p)
+			} else {
+				n, rerr = unix.Read(int(fd), p)
+			}
 			switch {
 			case rerr == unix.EINTR:
 				continue
@@ -416,6 +438,11 @@ func (c *Conn) Close() error {
 	c.closer.Do(func() {
 		c.closed.Store(true)
 		err = c.s.Close()
+		// A blocked reader returns once the stream is closed; then the
+		// descriptors nobody claimed can go.
+		c.rmu.Lock()
+		c.closeRights()
+		c.rmu.Unlock()
 	})
 	if err == ErrClosed {
 		return nil
@@ -479,6 +506,7 @@ func init() {
 			return err
 		}
 		c.s = wire.NewFile(fd, "pipe")
+		c.kind = detectKind(c.s)
 		c.readable, c.writable = state[2]&1 != 0, state[2]&2 != 0
 		c.maxSize.Store(DefaultMaxMessageSize)
 		return nil
