@@ -1,4 +1,92 @@
 // Package pool provides a fixed-size pool of worker processes, the
 // analogue of Python's multiprocessing.Pool, that never hangs when a worker
 // dies.
+//
+// A task is a function registered at package level with [Register]; the
+// workers are the same binary, re-executed by package process, and find it
+// by name:
+//
+//	var countPrimes = pool.Register("countPrimes", func(ctx context.Context, r Range) (int, error) {
+//		...
+//	})
+//
+//	func main() {
+//		process.Init() // first: a worker never gets past this line
+//		p, err := pool.New(pool.Workers(4))
+//		if err != nil { ... }
+//		defer p.Terminate()
+//		counts, err := pool.Map(ctx, p, countPrimes, ranges)
+//		...
+//		p.Close()
+//		p.Join(ctx)
+//	}
+//
+// # Calls
+//
+// [Map] (Python's map) returns every result in order, or the error of the
+// lowest-index failed task; [MapAsync] does not wait. [Imap] and
+// [ImapUnordered] are iterators (iter.Seq2[R, error]) that yield each
+// result, or its error, as soon as it is ready. [Apply] and [ApplyAsync]
+// run one task; an [AsyncResult] has Get, Wait, Ready, Successful and Done.
+// [OnResult] and [OnError] are Python's callback and error_callback,
+// [Progress] reports (done, total) for a progress bar, [Chunksize] sets how
+// many items travel together (default: four chunks per worker, as Python).
+//
+// Arguments and results cross the process boundary as msgpack: exported
+// struct fields travel, functions and channels do not. Common scalar types
+// (ints, floats, strings, []byte, bool) take a fast path with no
+// reflection, so a map of a trivial function over 200,000 ints runs at
+// millions of tasks per second.
+//
+// # Failures
+//
+// A task's error, or its panic, is that task's [*TaskError] (with the
+// panic's stack); the worker goes on. A worker that dies while running a
+// task (os.Exit, SIGKILL, the OOM killer, a segfault in cgo, a resource
+// limit) fails exactly that task with a [*WorkerDiedError] carrying its pid
+// and exit code or signal, and is replaced; the tasks it had been given but
+// not started go to the other workers, and the results it had computed but
+// not yet sent are read from the segment it shares with the parent. Every
+// other task completes. This is the pool's reason to exist: Python's Pool
+// hangs forever here (bpo-22393), and ProcessPoolExecutor fails every
+// pending task and refuses new ones (BrokenProcessPool).
+//
+// [TaskTimeout] kills and replaces a worker whose task runs too long (the
+// task fails with [ErrTimeout]); [MemoryLimit] and [CPUTime] set resource
+// limits in each worker before any task runs; [MaxTasksPerChild] replaces
+// workers after a number of tasks. Cancelling the ctx of a Map, Imap or
+// Apply stops dispatching its tasks, cancels the ctx that its running tasks
+// see in the workers, and returns at once.
+//
+// # Lifecycle
+//
+// [New] starts every worker, and runs the [Initializer] in each, before it
+// returns. [Pool.Close] accepts no more work and lets what is queued
+// finish; [Pool.Terminate] kills the workers at once, failing queued and
+// running tasks with [ErrTerminated]; [Pool.Join] waits for the workers to
+// exit after either. Workers die with the parent, however it dies.
+//
+// # Design
+//
+// Each worker has its own connection (a socketpair), so the parent always
+// knows which items each worker holds: the lesson of loky, whose shared
+// queue could not tell. The parent keeps a few milliseconds of work queued
+// at each worker, measured per item, so a worker never waits for a round
+// trip and long tasks are never hoarded by one worker. A worker writes each
+// result into a shared memory segment, together with the index of the item
+// it is running, and sends the results from there every millisecond or
+// when it runs out of work; after a crash the parent reads the segment to
+// recover finished results and to know exactly which item was running.
+//
+// # Caveats
+//
+// Tasks must be registered at package level (or in init), in the binary
+// that creates the pool: a worker only knows the tasks its own
+// initialisation registered. Handles (pipes, queues, locks, files) cannot
+// be task arguments; pass them to every worker with [Initializer] (as
+// Python's initargs). A result larger than 1 MiB is sent on its own and
+// cannot be recovered if its worker dies in that instant. [CPUTime] is
+// counted in whole seconds, as the kernel does. A slot that fails to start
+// a worker three times in a row is given up; when none is left the pool is
+// broken ([ErrBroken]).
 package pool

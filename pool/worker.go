@@ -487,23 +487,40 @@ func (p *Pool) workerGone(w *worker) {
 
 	var after []func()
 	p.mu.Lock()
-	if state&1 == 1 && len(w.inflight) > 0 {
-		sp := w.inflight[0]
-		if sp.job.id == runJob && sp.start+sp.done == runIdx {
-			var err error
-			if w.timedOut {
-				err = fmt.Errorf("%w: task %d ran longer than %v; its worker (pid %d) was killed", ErrTimeout, runIdx, p.o.timeout, w.pid)
-			} else {
-				err = &WorkerDiedError{Index: runIdx, Pid: w.pid, Code: code, Signal: sig,
-					reason: deathReason(code, sig, &p.o, cpuFlag)}
+	// The item that was running fails. Every item before it in the
+	// worker's order has been delivered by now (from the connection or
+	// the segment); items after it never started and go to other workers.
+	// Should the segment have been scribbled over, items found before the
+	// running one lost their results: they fail too rather than run twice.
+	running := -1 // position of the running item among the undelivered
+	if state&1 == 1 {
+		pos := 0
+		for _, sp := range w.inflight {
+			if sp.job.id == runJob && runIdx >= sp.start+sp.done && runIdx < sp.start+sp.count {
+				running = pos + runIdx - (sp.start + sp.done)
+				break
 			}
-			j := sp.job
-			after = append(after, func() { j.sink.fail(runIdx, err) })
-			sp.done++
-			w.pending--
+			pos += sp.count - sp.done
 		}
 	}
+	died := func(idx int, lost bool) error {
+		if w.timedOut && !lost {
+			return fmt.Errorf("%w: task %d ran longer than %v; its worker (pid %d) was killed", ErrTimeout, idx, p.o.timeout, w.pid)
+		}
+		reason := deathReason(code, sig, &p.o, cpuFlag)
+		if lost {
+			reason = "the task had finished, but its result was lost with the worker"
+		}
+		return &WorkerDiedError{Index: idx, Pid: w.pid, Code: code, Signal: sig, reason: reason}
+	}
+	pos := 0
 	for _, sp := range w.inflight {
+		for sp.done < sp.count && pos <= running {
+			j, idx, err := sp.job, sp.start+sp.done, died(sp.start+sp.done, pos < running)
+			after = append(after, func() { j.sink.fail(idx, err) })
+			sp.done++
+			pos++
+		}
 		if sp.done < sp.count {
 			p.requeueLocked(sp.job, sp.start+sp.done, sp.count-sp.done, &after)
 		}
