@@ -62,9 +62,11 @@
 //
 // A [Lock], as in Python, is not owned: any process may release it. A
 // [Semaphore] accounts each unit to the process that took it (that is how
-// a dead process's units come back); a Release by a process that holds no
-// unit settles one held by another process, or, when no process holds
-// any, adds a unit ([BoundedSemaphore]: [ErrTooManyReleases]).
+// a dead process's units come back). A Release by a process that holds no
+// unit settles one held by another process; when no process holds any, it
+// adds a unit that belongs to whoever takes it next, so a consumer of
+// signals that exits does not hand them out again ([BoundedSemaphore]:
+// [ErrTooManyReleases] instead).
 //
 // # Waiting
 //

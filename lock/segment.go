@@ -40,6 +40,8 @@ const (
 	waitersBit = 1 << 31
 
 	pageSize = 4096
+
+	sizeSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW
 )
 
 type kind uint8
@@ -139,7 +141,7 @@ var registry = struct {
 // create makes a new segment of kind k, attaches this process and lets init
 // fill in the kind's words before anyone else can see it.
 func create(k kind, init func(c *core)) (*core, error) {
-	fd, err := unix.MemfdCreate("mpgo-lock-"+k.String(), unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("mpgo-lock-"+k.String(), unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("lock: memfd_create: %w", err)
 	}
@@ -147,6 +149,12 @@ func create(k kind, init func(c *core)) (*core, error) {
 	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("lock: ftruncate: %w", err)
+	}
+	// A segment that shrank under a mapping would fault (SIGBUS) on
+	// access: seal its size, and check the seals on every received one.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, sizeSeals|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock: seal segment: %w", err)
 	}
 	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
@@ -215,6 +223,9 @@ func attachReceived(fd int, want kind) (*core, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(segSize(want)) {
 		return nil, fmt.Errorf("lock: received descriptor is not a %s segment", want)
+	}
+	if seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err != nil || seals&sizeSeals != sizeSeals {
+		return nil, fmt.Errorf("lock: received descriptor is not a sealed %s segment", want)
 	}
 	key := fileKey{uint64(st.Dev), st.Ino}
 	registry.Lock()

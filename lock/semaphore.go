@@ -37,9 +37,11 @@ var semEntries = (segSize(kindSemaphore) - offSemEntries) / semEntrySize
 // Units are accounted to the process that took them: when a process dies
 // (or closes its last handle) holding units, they come back, and the
 // acquirer that finds them gets ErrOwnerDied. A Release by a process that
-// holds no unit is allowed, as in Python (one process signals another): it
-// settles a unit held by some other process, or, when no process holds
-// any, adds one.
+// holds no unit is allowed, as in Python: it settles a unit held by some
+// other process (one process acquires, another releases for it), or, when
+// no process holds any, adds a unit that belongs to whoever takes it (one
+// process signals another; the consumer never releases, and its death
+// gives nothing back).
 type Semaphore struct {
 	h handle
 	w *atomic.Uint32 // the value
@@ -249,13 +251,20 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	}
 }
 
-// take takes a unit for entry e if there is one. Under the mutex.
+// take takes a unit for entry e if there is one. Under the mutex. A unit
+// that a Release by a non-holder added (a signal) is taken first and is not
+// accounted to e: it belongs to the taker, and does not come back if the
+// taker dies, or a consumer that exits would hand its signals out again.
 func (s *Semaphore) take(e int) bool {
 	if s.w.Load() == 0 {
 		return false
 	}
 	s.w.Add(^uint32(0))
-	s.entryWord(e, 1).Add(1)
+	if extra := s.h.c.u32(offSemExtra); extra.Load() > 0 {
+		extra.Add(^uint32(0))
+	} else {
+		s.entryWord(e, 1).Add(1)
+	}
 	raceAcquire(s.h.c)
 	return true
 }

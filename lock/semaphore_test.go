@@ -82,6 +82,26 @@ func TestSemaphoreSignal(t *testing.T) {
 	assert.Equal(t, 0, value(t, s))
 }
 
+var semTaker = process.Register("lock.test.sem-take", func(ctx context.Context, s *lock.Semaphore) error {
+	return s.Acquire(ctx)
+})
+
+// A signal (a unit released by a process holding none) belongs to the
+// process that takes it: when that process exits, nothing comes back.
+func TestSemaphoreSignalConsumed(t *testing.T) {
+	s, err := lock.NewSemaphore(0)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Release())
+	require.NoError(t, s.Release())
+	join(t, start(t, semTaker, s))
+	join(t, start(t, semTaker, s))
+	ok, err := s.TryAcquire()
+	assert.NoError(t, err)
+	assert.False(t, ok, "a consumed signal came back after its consumer exited")
+	assert.Equal(t, 0, value(t, s))
+}
+
 // Ours: a SIGKILLed process's units come back; the acquirer that gets one
 // sees ErrOwnerDied.
 func TestSemaphoreOwnerKilled(t *testing.T) {
