@@ -490,7 +490,7 @@ var releaseSem = process.Register("test.releaseSem", func(ctx context.Context, s
 // TestLockerPanicsWhenServerGone: sync.Locker has no error result; Lock
 // panics rather than pretending to hold the lock.
 func TestLockerPanicsWhenServerGone(t *testing.T) {
-	m := start(t)
+	m := startToKill(t)
 	ctx := ctxT(t)
 	l, err := manager.NewLock(ctx, m)
 	require.NoError(t, err)
