@@ -100,3 +100,35 @@ func BenchmarkLockContended(b *testing.B) {
 	require.Equal(b, uint64(2*per), word(w, 0).Load())
 	b.ReportMetric(float64(2*per)/d.Seconds(), "ops/s")
 }
+
+func BenchmarkRLockUncontended(b *testing.B) {
+	r, err := lock.NewRLock()
+	require.NoError(b, err)
+	defer r.Close()
+	ctx := context.Background()
+	for b.Loop() {
+		if err := r.Acquire(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Release(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}
+
+func BenchmarkSemaphoreUncontended(b *testing.B) {
+	s, err := lock.NewSemaphore(1)
+	require.NoError(b, err)
+	defer s.Close()
+	ctx := context.Background()
+	for b.Loop() {
+		if err := s.Acquire(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Release(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}

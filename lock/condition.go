@@ -147,17 +147,32 @@ func (cv *Condition) Wait(ctx context.Context) error {
 	if err := cv.check(); err != nil {
 		return err
 	}
+	waitErr, died, err := cv.wait(ctx)
+	switch {
+	case err != nil:
+		return err
+	case died && waitErr != nil:
+		return errors.Join(waitErr, ErrOwnerDied)
+	case died:
+		return ErrOwnerDied
+	}
+	return waitErr
+}
+
+// wait is Wait after the owner check. waitErr is the ctx error (nil when
+// notified), died reports an ErrOwnerDied from re-acquiring the lock, and
+// err an error that left the lock not held.
+func (cv *Condition) wait(ctx context.Context) (waitErr error, died bool, err error) {
 	c := cv.h.c
 	i, err := cv.claim()
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	state := cv.entryWord(i, 0)
 	if err := cv.l.Release(); err != nil {
 		state.Store(entryFree)
-		return err
+		return nil, false, err
 	}
-	var waitErr error
 	stop := wakeOnCancel(ctx, state)
 	for state.Load() == entryWaiting {
 		if cv.h.closed.Load() {
@@ -172,41 +187,47 @@ func (cv *Condition) Wait(ctx context.Context) error {
 	stop()
 	lerr := cv.l.Acquire(context.Background())
 	if lerr != nil && lerr != ErrOwnerDied {
-		return lerr
+		return nil, false, lerr
 	}
-	notified := state.Load() == entryNotified
+	if state.Load() == entryNotified {
+		waitErr = nil // the notification counts, even if ctx ended too
+	}
 	if cv.entryWord(i, 1).Load() == c.slot {
 		state.Store(entryFree)
 	}
-	if notified {
-		return lerr
-	}
-	if lerr != nil {
-		return errors.Join(waitErr, lerr)
-	}
-	return waitErr
+	return waitErr, lerr == ErrOwnerDied, nil
 }
 
 // WaitFor waits until pred returns true, calling it with the lock held
 // before each Wait. It returns nil when pred is true, or ctx's error
 // (wrapped) when ctx ends first; it always returns holding the lock
-// (unless the lock was not held to begin with: ErrNotOwner).
+// (unless the lock was not held to begin with: ErrNotOwner). If a holder of
+// the lock died while WaitFor slept, it returns ErrOwnerDied once pred is
+// true: pred may have looked at state the dead process left half-updated.
 func (cv *Condition) WaitFor(ctx context.Context, pred func() bool) error {
 	if err := cv.check(); err != nil {
 		return err
 	}
+	var died error
 	for !pred() {
 		if err := ctx.Err(); err != nil {
-			return ctxError("wait", err)
+			return errors.Join(ctxError("wait", err), died)
 		}
-		if err := cv.Wait(ctx); err != nil && err != ErrOwnerDied {
-			if pred() {
-				return nil
-			}
+		waitErr, d, err := cv.wait(ctx)
+		if err != nil {
 			return err
 		}
+		if d {
+			died = ErrOwnerDied
+		}
+		if waitErr != nil {
+			if pred() {
+				return died
+			}
+			return errors.Join(waitErr, died)
+		}
 	}
-	return nil
+	return died
 }
 
 // claim fills a free entry for this process. Under the lock.

@@ -154,9 +154,17 @@ func (r *RLock) Acquire(ctx context.Context) error {
 	if c == nil {
 		return ErrClosed
 	}
-	if r.enter() {
+	// Fast path: count a level, or take a free word while no goroutine of
+	// this process is in the slow path (one that enters the gate after us
+	// re-checks the count under rmu, so it re-enters instead of sleeping).
+	c.rmu.Lock()
+	if c.rcount > 0 || (len(c.gate) == 0 && r.w.CompareAndSwap(0, c.slot)) {
+		c.rcount++
+		c.rmu.Unlock()
+		raceAcquire(c)
 		return nil
 	}
+	c.rmu.Unlock()
 	// The gate lets one goroutine of this process at a time take the word,
 	// so the count and the word change together and no goroutine of the
 	// owner process ever sleeps on a word its own process holds.

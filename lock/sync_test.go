@@ -376,3 +376,30 @@ func TestBarrierReset(t *testing.T) {
 	_, err = lock.NewBarrier(0)
 	assert.Error(t, err)
 }
+
+// Ours: the lock's holder dies while a Condition waiter sleeps; Wait still
+// returns holding the lock, and says so.
+func TestConditionOwnerDiedDuringWait(t *testing.T) {
+	l, err := lock.NewLock()
+	require.NoError(t, err)
+	defer l.Close()
+	c, err := lock.NewCondition(l)
+	require.NoError(t, err)
+	defer c.Close()
+	held := mustEvent(t)
+	require.NoError(t, c.Acquire(ctxT(t, time.Second)))
+	p := start(t, holder, holdArg{Lock: l, Held: held}) // blocks until Wait releases
+	go func() {
+		if held.Wait(ctxT(t, 20*time.Second)) == nil {
+			p.Kill()
+		}
+	}()
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = c.Wait(short)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, lock.ErrOwnerDied)
+	<-p.Done()
+	assert.NoError(t, c.Notify(1), "Wait returned holding the lock")
+	assert.NoError(t, c.Release())
+}
