@@ -83,30 +83,137 @@ func (d *decState) reset(b []byte) {
 
 func (d *decState) remaining() int { return len(d.b) - d.p }
 
-// decode decodes one value with the generic msgpack decoder.
+// decode decodes one value with the generic msgpack decoder. The value is
+// measured first: the decoder sizes allocations by the counts the input
+// claims, and recurses once per nesting level, so peer input is checked
+// to claim no more than it holds and to nest at most maxDepth deep.
 func (d *decState) decode(v any) error {
-	d.br.Reset(d.b[d.p:])
+	n, err := valueLen(d.b[d.p:])
+	if err != nil {
+		return err
+	}
+	d.br.Reset(d.b[d.p : d.p+n])
 	if d.dec == nil {
 		d.dec = msgpack.NewDecoder(&d.br)
 	} else {
 		d.dec.Reset(&d.br)
 	}
-	err := d.dec.Decode(v)
-	d.p = len(d.b) - d.br.Len()
+	err = d.dec.Decode(v)
+	d.p += n
 	return err
 }
 
 // skip steps over one value of any type.
 func (d *decState) skip() error {
-	d.br.Reset(d.b[d.p:])
-	if d.dec == nil {
-		d.dec = msgpack.NewDecoder(&d.br)
-	} else {
-		d.dec.Reset(&d.br)
-	}
-	err := d.dec.Skip()
-	d.p = len(d.b) - d.br.Len()
+	n, err := valueLen(d.b[d.p:])
+	d.p += n
 	return err
+}
+
+const maxDepth = 1000
+
+// valueLen returns the length of the msgpack value at the start of b,
+// checking that every length and count it claims fits in b.
+func valueLen(b []byte) (int, error) {
+	pending := 1 // values still to read
+	var depth []int
+	p := 0
+	for {
+		for pending == 0 {
+			if len(depth) == 0 {
+				return p, nil
+			}
+			pending = depth[len(depth)-1]
+			depth = depth[:len(depth)-1]
+		}
+		pending--
+		if p >= len(b) {
+			return p, errShort
+		}
+		c := b[p]
+		p++
+		var size, lenBytes, children int
+		switch {
+		case c <= 0x7f || c >= 0xe0:
+		case c <= 0x8f:
+			children = 2 * int(c&0x0f)
+		case c <= 0x9f:
+			children = int(c & 0x0f)
+		case c <= 0xbf:
+			size = int(c & 0x1f)
+		default:
+			switch c {
+			case 0xc0, 0xc2, 0xc3:
+			case 0xc4, 0xd9:
+				lenBytes = 1
+			case 0xc5, 0xda:
+				lenBytes = 2
+			case 0xc6, 0xdb:
+				lenBytes = 4
+			case 0xc7, 0xc8, 0xc9: // ext 8/16/32: length, then type
+				lenBytes, size = 1<<(c-0xc7), 1
+				if c == 0xc9 {
+					lenBytes = 4
+				}
+			case 0xca, 0xce, 0xd2:
+				size = 4
+			case 0xcb, 0xcf, 0xd3:
+				size = 8
+			case 0xcc, 0xd0:
+				size = 1
+			case 0xcd, 0xd1:
+				size = 2
+			case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1..16, plus type
+				size = 1 + 1<<(c-0xd4)
+			case 0xdc, 0xde:
+				lenBytes = 2
+			case 0xdd, 0xdf:
+				lenBytes = 4
+			default:
+				return p, fmt.Errorf("msgpack: invalid code %#x", c)
+			}
+		}
+		if lenBytes > 0 {
+			if len(b)-p < lenBytes {
+				return p, errShort
+			}
+			var n uint64
+			switch lenBytes {
+			case 1:
+				n = uint64(b[p])
+			case 2:
+				n = uint64(binary.BigEndian.Uint16(b[p:]))
+			default:
+				n = uint64(binary.BigEndian.Uint32(b[p:]))
+			}
+			p += lenBytes
+			if n > uint64(len(b)) {
+				return p, errShort
+			}
+			switch c {
+			case 0xdc, 0xdd:
+				children = int(n)
+			case 0xde, 0xdf:
+				children = 2 * int(n)
+			default:
+				size += int(n)
+			}
+		}
+		if size > len(b)-p {
+			return p, errShort
+		}
+		p += size
+		if children > 0 {
+			if children > len(b)-p { // every value takes a byte at least
+				return p, errShort
+			}
+			if len(depth) >= maxDepth {
+				return p, fmt.Errorf("msgpack: nested deeper than %d", maxDepth)
+			}
+			depth = append(depth, pending)
+			pending = children
+		}
+	}
 }
 
 func (d *decState) byte1() (byte, error) {
