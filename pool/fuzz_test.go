@@ -41,7 +41,10 @@ func FuzzParseTasks(f *testing.F) {
 				func(d *decState) error { var v int; return newCodec[int]().dec(d, &v) },
 				func(d *decState) error { var v string; return newCodec[string]().dec(d, &v) },
 				func(d *decState) error { var v any; return newCodec[any]().dec(d, &v) },
-				func(d *decState) error { var v struct{ A []float64 }; return newCodec[struct{ A []float64 }]().dec(d, &v) },
+				func(d *decState) error {
+					var v struct{ A []float64 }
+					return newCodec[struct{ A []float64 }]().dec(d, &v)
+				},
 			} {
 				d.reset(s.args)
 				for range s.count {
