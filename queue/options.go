@@ -1,0 +1,29 @@
+package queue
+
+import "time"
+
+// Option configures New and NewJoinable.
+type Option interface{ apply(*options) }
+
+type options struct {
+	flushTimeout time.Duration
+}
+
+type optFunc func(*options)
+
+func (f optFunc) apply(o *options) { f(o) }
+
+// defaultFlushTimeout is how long Close and a worker's exit wait for a
+// reader while nothing moves.
+const defaultFlushTimeout = 10 * time.Second
+
+// WithFlushTimeout sets how long Close (and a worker process at exit) keeps
+// waiting for readers to take this process's buffered items while none is
+// taken; 10 s by default. Waiting goes on as long as readers make progress.
+func WithFlushTimeout(d time.Duration) Option {
+	return optFunc(func(o *options) {
+		if d > 0 {
+			o.flushTimeout = d
+		}
+	})
+}

@@ -1,0 +1,216 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mpgo/multiprocessing/internal/qframe"
+	"golang.org/x/sys/unix"
+)
+
+var packetPool = sync.Pool{New: func() any { return new([qframe.PacketSize]byte) }}
+
+// get takes one item and hands its encoding to decode. A small item is one
+// packet and one read, with no lock: a reader killed at any instant has
+// either taken the packet or not. A marker sends the reader to the chunk
+// pipe for a large item (readLarge). The shared counts are settled after
+// decode; an item that does not decode is taken all the same (and, in a
+// Joinable, marked done), and the queue stays usable.
+func (c *core) get(ctx context.Context, block bool, decode func([]byte) error) error {
+	if !c.enter() {
+		return ErrClosed
+	}
+	defer c.leave()
+	s, err := c.ownSlot()
+	if err != nil {
+		return err
+	}
+	bufp := packetPool.Get().(*[qframe.PacketSize]byte)
+	defer packetPool.Put(bufp)
+	buf := bufp[:]
+	for {
+		// getPend covers the instant between taking a packet and settling
+		// the counts: a process killed there is recovered by the others.
+		s.getPend.Add(1)
+		n, err := readPacket(c.mr, buf)
+		if err == nil {
+			var item []byte
+			switch buf[0] {
+			case qframe.KindItem:
+				item = buf[1:n]
+			case qframe.KindMarker:
+				var ok bool
+				item, ok, err = c.readLarge(ctx, buf[:n])
+				if !ok {
+					s.getPend.Add(-1)
+					if err != nil {
+						return err
+					}
+					continue // its item is gone (taken by another reader, or torn)
+				}
+			default:
+				s.getPend.Add(-1)
+				return fmt.Errorf("queue: get: discarded a packet of unknown kind %d (%d bytes): not written by this package", buf[0], n)
+			}
+			derr := decode(item)
+			c.taken(s, derr == nil)
+			s.getPend.Add(-1)
+			if derr != nil {
+				return fmt.Errorf("queue: get: the item was taken but %w", derr)
+			}
+			return nil
+		}
+		s.getPend.Add(-1)
+		if err != unix.EAGAIN {
+			if err == ErrClosed {
+				return err
+			}
+			return fmt.Errorf("queue: get: %w", err)
+		}
+		if !block {
+			return ErrEmpty
+		}
+		// Sleep until the pipe is readable. No lock is held while asleep,
+		// so a killed sleeper costs nothing.
+		switch werr := c.pollWait(ctx, c.mr, unix.POLLIN, time.Second); werr {
+		case nil:
+		case errWoken:
+			return ErrClosed
+		default:
+			return fmt.Errorf("queue: get: %w", werr)
+		}
+	}
+}
+
+// giveUp is how long a Get whose ctx has ended keeps reading a large item
+// it has begun while the writer sends nothing more. Items are never left
+// half-read for a deadline alone: the rest would be lost for everybody.
+const giveUp = time.Second
+
+// readLarge reads the large item a marker announced, holding the reader
+// lock (lockR) so that its chunks come to this reader alone. It returns the
+// item and true, or false when the marker's item is gone: taken by another
+// reader (a rescuer after a stall), or torn because its writer died. Any
+// whole item in the chunk pipe will do: which marker leads to which item
+// does not matter, only that each item is taken once.
+//
+// While the chunk pipe is empty the reader waits only if lockW is held and
+// the writer is at work on this marker's item (or the reader has part of an
+// item). lockW is free when the writer finished or died: then whatever is in
+// the pipe is all there will be, and a partial item is torn.
+func (c *core) readLarge(ctx context.Context, marker []byte) ([]byte, bool, error) {
+	m, err := qframe.ParseMarker(marker)
+	if err != nil {
+		return nil, false, fmt.Errorf("queue: get: discarded a bad marker: %w", err)
+	}
+	want := ident(m.Writer, m.Seq)
+	if err := c.acquireR(ctx); err != nil {
+		return nil, false, err
+	}
+	defer c.releaseR()
+	asm := qframe.NewAssembler(MaxItemSize)
+	bufp := packetPool.Get().(*[qframe.PacketSize]byte)
+	defer packetPool.Put(bufp)
+	pkt := bufp[:]
+	last := time.Now()
+	for {
+		n, err := readPacket(c.br, pkt)
+		if err == nil {
+			last = time.Now()
+			if out, ev := asm.Add(pkt[:n]); ev == qframe.Complete {
+				return out, true, nil
+			}
+			continue
+		}
+		if err != unix.EAGAIN {
+			return nil, false, fmt.Errorf("queue: get: %w", err)
+		}
+		if ofdHeld(c.seg.FD(), lockW) && (asm.Active() || uint64(c.seg.Int64(offWriting).Load()) == want) {
+			wctx := ctx
+			if asm.Active() {
+				// Part of an item is ours: finish it while its writer
+				// makes progress, deadline or not.
+				if ctx.Err() != nil && time.Since(last) > giveUp {
+					return nil, false, fmt.Errorf("queue: get: %w (a large item in progress was dropped: its writer sent nothing for %v)", ctx.Err(), giveUp)
+				}
+				wctx = context.WithoutCancel(ctx)
+			}
+			switch werr := c.pollWait(wctx, c.br, unix.POLLIN, 20*time.Millisecond); werr {
+			case nil:
+			case errWoken:
+				return nil, false, ErrClosed
+			default:
+				// Nothing of the item is taken: it stays for another
+				// reader, whom its writer will send a fresh marker.
+				return nil, false, fmt.Errorf("queue: get: %w", werr)
+			}
+			continue
+		}
+		// No writer at work on what we wait for. Look once more: the
+		// writer may have finished between the read and the lock check.
+		if n, err = readPacket(c.br, pkt); err == nil {
+			last = time.Now()
+			if out, ev := asm.Add(pkt[:n]); ev == qframe.Complete {
+				return out, true, nil
+			}
+			continue
+		}
+		return nil, false, nil
+	}
+}
+
+// acquireR takes the reader lock: the in-process half first (a goroutine of
+// this process may hold the OFD lock, which does not exclude the process
+// itself), then the OFD lock byte, which the kernel frees if this process
+// dies holding it.
+func (c *core) acquireR(ctx context.Context) error {
+	select {
+	case c.rsem <- struct{}{}:
+	default:
+		select {
+		case c.rsem <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("queue: get: %w", ctx.Err())
+		case <-c.closing:
+			return ErrClosed
+		}
+	}
+	d := 20 * time.Microsecond
+	for {
+		ok, err := ofdTryLock(c.lockFD, lockR)
+		if ok {
+			return nil
+		}
+		if err != nil {
+			<-c.rsem
+			return fmt.Errorf("queue: get: reader lock: %w", err)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			<-c.rsem
+			return fmt.Errorf("queue: get: %w", ctx.Err())
+		case <-c.closing:
+			t.Stop()
+			<-c.rsem
+			return ErrClosed
+		}
+		d = min(2*d, 2*time.Millisecond)
+	}
+}
+
+func (c *core) releaseR() {
+	ofdUnlock(c.lockFD, lockR)
+	<-c.rsem
+}
+
+// readable reports whether the main pipe has a packet (Simple's Empty).
+func (c *core) readable() bool {
+	fds := []unix.PollFd{{Fd: int32(c.mr), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
+}
