@@ -340,4 +340,3 @@ func decodeCore(want kind, state []byte, fds *wire.Files) (*core, error) {
 // MaxItemSize is the largest encoded item a queue carries: 1 GiB, the
 // default message limit of the pipe package.
 const MaxItemSize = 1 << 30
-
