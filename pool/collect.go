@@ -73,16 +73,17 @@ func (c *collector[R]) has(i int) bool { return c.bits[i/64]&(1<<(i%64)) != 0 }
 
 var decPool = sync.Pool{New: func() any { return new(decState) }}
 
-func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, error) {
+func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, error) {
 	d := decPool.Get().(*decState)
 	defer decPool.Put(d)
 	d.reset(payload)
 	for range skip {
 		if err := skipRecord(d); err != nil {
 			c.failRange(idx0, k, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx0, err))
-			return d.p, err
+			return d.p, 0, err
 		}
 	}
+	ran := 0
 	sts := make([]byte, k)
 	var errs []idxErr
 	for i := range k {
@@ -108,12 +109,15 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, error) {
 		if err != nil {
 			c.resolve(idx0, sts[:i], errs)
 			c.failRange(idx, k-i, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx, err))
-			return d.p, err
+			return d.p, ran, err
 		}
 		sts[i] = st
+		if st != statusSkipped {
+			ran++
+		}
 	}
 	c.resolve(idx0, sts, errs)
-	return d.p, nil
+	return d.p, ran, nil
 }
 
 func (c *collector[R]) fail(idx int, err error) {

@@ -91,12 +91,13 @@ func FuzzResults(f *testing.F) {
 		parseRuns(b, func(r run) error {
 			k := min(r.count, 100)
 			newCollector[int](nil, k, modeOrdered, &callOptions{}, nil).deliver(r.payload, 0, 0, k)
+			newCollector[int](nil, k+3, modeOrdered, &callOptions{}, nil).deliver(r.payload, 3, min(r.count, 3), k)
 			newCollector[any](nil, k, modeUnordered, &callOptions{}, nil).deliver(r.payload, 0, 0, k)
 			newCollector[[]string](nil, k, modeOrdered, &callOptions{}, nil).deliver(r.payload, 0, 0, k)
 			return nil
 		})
 		// Through the parent's matching against what the worker holds.
-		p := &Pool{}
+		p := &Pool{perItem: map[string]float64{}}
 		c := newCollector[int](p, 50, modeOrdered, &callOptions{}, nil)
 		j := &job{id: 1, n: 50, limit: 50, sink: c}
 		c.j = j

@@ -51,7 +51,8 @@ type Pool struct {
 	qhead   int
 	nextJob uint64
 	broken  error
-	gone    chan struct{} // closed when the pool is shut and every worker is gone
+	perItem map[string]float64 // measured time per item of each task, ns
+	gone    chan struct{}      // closed when the pool is shut and every worker is gone
 	isGone  bool
 
 	wg sync.WaitGroup
@@ -78,8 +79,9 @@ type rng struct{ start, count int }
 // sink receives a job's outcomes (collector implements it).
 type sink interface {
 	// deliver decodes skip records to drop, then k records for items
-	// idx0.., from payload; it returns the bytes it read.
-	deliver(payload []byte, idx0, skip, k int) (int, error)
+	// idx0.., from payload; it returns the bytes it read and how many of
+	// the k items ran (were not skipped).
+	deliver(payload []byte, idx0, skip, k int) (n, ran int, err error)
 	fail(idx int, err error)
 	failRange(start, count int, err error)
 	skip(start, count int)
@@ -117,11 +119,12 @@ func New(opts ...Option) (*Pool, error) {
 		return nil, errors.Join(o.errs...)
 	}
 	p := &Pool{
-		o:     o,
-		slots: make([]*worker, o.workers),
-		fails: make([]int, o.workers),
-		gone:  make(chan struct{}),
-		inNew: true,
+		o:       o,
+		slots:   make([]*worker, o.workers),
+		fails:   make([]int, o.workers),
+		perItem: map[string]float64{},
+		gone:    make(chan struct{}),
+		inNew:   true,
 	}
 	p.mu.Lock()
 	for i := range p.slots {
@@ -259,7 +262,7 @@ func (p *Pool) submit(j *job) error {
 	p.queue = append(p.queue, j)
 	j.inQueue = true
 	for _, w := range p.slots {
-		if w != nil && p.canTakeLocked(w) {
+		if w != nil && p.canTakeLocked(w, j) {
 			w.poke()
 		}
 	}

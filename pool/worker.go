@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,7 +42,6 @@ type worker struct {
 	pending  int // items in inflight not yet resolved
 	budget   int // items it may still be sent (MaxTasksPerChild); -1: no limit
 	ctl      []stopMsg
-	avgItem  float64 // measured time per item, ns; 0 until measured
 	lastMark time.Time
 	startErr error
 	timedOut bool
@@ -229,7 +229,8 @@ type piece struct {
 // worker's segment) runs may repeat results already delivered; those are
 // dropped. Otherwise any mismatch is a protocol error.
 func (p *Pool) deliver(w *worker, body []byte, recovering bool) error {
-	items := 0
+	ran := 0
+	var tasks []string
 	err := parseRuns(body, func(r run) error {
 		var pieces []piece
 		p.mu.Lock()
@@ -252,6 +253,9 @@ func (p *Pool) deliver(w *worker, body []byte, recovering bool) error {
 			}
 			k := min(count, sp.count-sp.done)
 			pieces = append(pieces, piece{sp.job.sink, start, skip, k})
+			if !slices.Contains(tasks, sp.job.task) {
+				tasks = append(tasks, sp.job.task)
+			}
 			skip = 0
 			sp.done += k
 			w.pending -= k
@@ -266,11 +270,11 @@ func (p *Pool) deliver(w *worker, body []byte, recovering bool) error {
 		if count > 0 && !recovering {
 			return fmt.Errorf("%w: %d results beyond what the worker holds", errProto, count)
 		}
-		items += r.count
 		off := 0
 		for i, pc := range pieces {
-			n, err := pc.sink.deliver(r.payload[off:], pc.idx0, pc.skip, pc.k)
+			n, k, err := pc.sink.deliver(r.payload[off:], pc.idx0, pc.skip, pc.k)
 			off += n
+			ran += k
 			if err != nil {
 				// The rest of the run cannot be located any more.
 				for _, rest := range pieces[i+1:] {
@@ -281,14 +285,20 @@ func (p *Pool) deliver(w *worker, body []byte, recovering bool) error {
 		}
 		return nil
 	})
-	if !recovering && items > 0 {
+	if !recovering {
 		p.mu.Lock()
 		now := time.Now()
-		sample := float64(now.Sub(w.lastMark)) / float64(items)
-		if w.avgItem == 0 {
-			w.avgItem = sample
-		} else {
-			w.avgItem = 0.7*w.avgItem + 0.3*sample
+		if ran > 0 {
+			// The worker was busy since lastMark: the items it ran took
+			// that long. Skipped items took no time and do not count.
+			sample := float64(now.Sub(w.lastMark)) / float64(ran)
+			for _, task := range tasks {
+				if est, ok := p.perItem[task]; ok {
+					p.perItem[task] = 0.7*est + 0.3*sample
+				} else {
+					p.perItem[task] = sample
+				}
+			}
 		}
 		w.lastMark = now
 		p.mu.Unlock()
@@ -297,13 +307,19 @@ func (p *Pool) deliver(w *worker, body []byte, recovering bool) error {
 	return err
 }
 
-// canTakeLocked reports whether w should be sent more work now.
-func (p *Pool) canTakeLocked(w *worker) bool {
+// canTakeLocked reports whether w should be sent more of j now: when it is
+// idle, or when what it holds, at j's measured time per item, is less than
+// prefetch. Until a task has been measured a worker gets one chunk of it
+// at a time, so that the first long tasks are spread over the workers.
+func (p *Pool) canTakeLocked(w *worker, j *job) bool {
 	if !w.ready || w.gone || w.closed || w.budget == 0 {
 		return false
 	}
-	return w.pending == 0 ||
-		(len(w.inflight) < maxSpans && w.avgItem > 0 && float64(w.pending)*w.avgItem < float64(prefetch))
+	if w.pending == 0 {
+		return true
+	}
+	est := p.perItem[j.task]
+	return len(w.inflight) < maxSpans && est > 0 && float64(w.pending)*est < float64(prefetch)
 }
 
 // reserveLocked moves queued items to w's inflight list, as many as it
@@ -313,9 +329,9 @@ func (p *Pool) reserveLocked(w *worker) []*span {
 		return nil
 	}
 	var out []*span
-	for p.canTakeLocked(w) {
+	for {
 		j := p.headLocked()
-		if j == nil {
+		if j == nil || !p.canTakeLocked(w, j) {
 			break
 		}
 		limit := j.chunk
