@@ -14,11 +14,11 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// cancelGrace bounds how long a call whose ctx ended still waits for the
-// server's answer (to its cancel request, for a blocking call). The answer
-// normally comes in a round trip; the bound only matters when the server
-// has stopped answering but kept the connection open.
-const cancelGrace = 2 * time.Second
+// unresponsive is how long a call whose ctx ended waits for the server's
+// answer (to the call, or to its cancel request) before the server is
+// presumed hung and the connection closed. A live server answers in a
+// round trip; this only matters for one that is stopped, not dead.
+const unresponsive = 10 * time.Second
 
 // client is one connection to a server, shared by every proxy of a process
 // that uses it, from any number of goroutines. Calls are multiplexed: each
@@ -37,12 +37,13 @@ type client struct {
 
 	mu    sync.Mutex
 	calls map[uint64]*call
-	late  map[uint64]lateCall // abandoned Acquire calls
 
-	wmu      sync.Mutex
-	pending  [][]byte // encoded requests not yet written
-	flushing bool
-	spare    []byte
+	wmu       sync.Mutex
+	pending   []byte // encoded requests not yet written, back to back
+	ends      []int  // end offset of each request in pending
+	flushing  bool
+	spare     []byte
+	spareEnds []int
 
 	// The reader role: at most one waiting caller reads the connection at
 	// a time and hands every reply it reads to its caller (see await).
@@ -84,7 +85,6 @@ func dial(ctx context.Context, network, addr string, authkey []byte) (*client, e
 		authkey: append([]byte(nil), authkey...),
 		maxMsg:  defaultMaxMessage,
 		calls:   make(map[uint64]*call),
-		late:    make(map[uint64]lateCall),
 		dead:    make(chan struct{}),
 		turn:    make(chan struct{}, 1),
 	}
@@ -149,23 +149,18 @@ func (c *client) failure() error {
 	}
 }
 
-// pollSlice is how long a reader whose ctx can end waits in one poll
-// before it looks at ctx again. It only matters when the server does not
-// answer at all: a cancelled blocking call is answered at once.
-const pollSlice = 50 * time.Millisecond
-
-// await waits for cl's reply. There is no reader goroutine: a waiting
-// caller that finds nobody reading takes the reader role and reads replies
-// itself, handing the others' replies over as they come, until its own
-// arrives; then it passes the role on. A lone caller thus gets its reply
-// straight from its own read, without the thread handoff a reader
-// goroutine costs (which doubled the round trip on this machine).
-// It returns nil once the reply is in, ctx's error, or the connection's.
-func (c *client) await(ctx context.Context, cl *call) error {
+// await waits for cl's reply (or the connection's end). There is no
+// reader goroutine: a waiting caller that finds nobody reading takes the
+// reader role and reads replies itself, handing the others' replies over
+// as they come, until its own arrives; then it passes the role on. A lone
+// caller thus gets its reply straight from its own read, without the
+// thread handoff a reader goroutine costs (which doubled the round trip on
+// the reference machine).
+func (c *client) await(cl *call) {
 	for {
 		select {
 		case <-cl.done:
-			return nil
+			return
 		default:
 		}
 		c.mu.Lock()
@@ -173,7 +168,7 @@ func (c *client) await(ctx context.Context, cl *call) error {
 		c.reading = true
 		c.mu.Unlock()
 		if mine {
-			err := c.readFor(ctx, cl)
+			c.readFor(cl)
 			c.mu.Lock()
 			c.reading = false
 			more := len(c.calls) > 0
@@ -184,63 +179,37 @@ func (c *client) await(ctx context.Context, cl *call) error {
 				default:
 				}
 			}
-			return err
+			return
 		}
 		select {
 		case <-cl.done:
-			return nil
+			return
 		case <-c.turn:
 		case <-c.dead:
-			select {
-			case <-cl.done:
-				return nil
-			default:
-			}
-			return c.err
-		case <-ctx.Done():
-			return ctx.Err()
+			return
 		}
 	}
 }
 
-// readFor reads reply batches until cl's reply is in. When ctx can end it
-// polls in slices so as to notice; otherwise it blocks in the read.
-func (c *client) readFor(ctx context.Context, cl *call) error {
-	cancellable := ctx.Done() != nil
+// readFor reads reply batches until cl's reply is in or the connection
+// fails.
+func (c *client) readFor(cl *call) {
 	for {
 		select {
 		case <-cl.done:
-			return nil
+			return
 		default:
-		}
-		if cancellable {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			ready, err := c.conn.Poll(pollSlice)
-			if err != nil {
-				c.readFailed(err)
-				return c.err
-			}
-			if !ready {
-				continue
-			}
 		}
 		msg, err := c.conn.RecvBytes()
 		if err != nil {
 			c.readFailed(err)
-			select {
-			case <-cl.done:
-				return nil
-			default:
-			}
-			return c.err
+			return
 		}
 		for len(msg) > 0 {
 			id, rep, n, err := parseReply(msg)
 			if err != nil {
 				c.close(fmt.Errorf("%w: unreadable reply from the server: %v", ErrDisconnected, err))
-				return c.err
+				return
 			}
 			msg = msg[n:]
 			c.deliver(id, rep)
@@ -305,37 +274,13 @@ func (c *client) deliver(id uint64, rep reply) {
 	delete(c.calls, id)
 	c.mu.Unlock()
 	if cl == nil {
-		// The caller gave up (its ctx ended). Hand back what the reply
-		// granted, and undo an acquisition nobody will release.
+		// Nobody waits for it (its caller saw the connection fail): hand
+		// back what it granted.
 		c.settle(rep.grants)
-		if rep.code == codeOK || rep.code == codeOwnerDied {
-			c.undoLate(id, rep)
-		}
 		return
 	}
 	cl.reply = rep
 	close(cl.done)
-}
-
-// lateCall remembers an Acquire abandoned by its caller, so that a late
-// success can be undone.
-type lateCall struct {
-	op  op
-	obj uint64
-}
-
-func (c *client) undoLate(id uint64, rep reply) {
-	c.mu.Lock()
-	lc, ok := c.late[id]
-	delete(c.late, id)
-	c.mu.Unlock()
-	if !ok {
-		return
-	}
-	acquired := lc.op == opAcquire || (lc.op == opTryAcquire && len(rep.payload) == 1 && rep.payload[0] == 0xc3)
-	if acquired {
-		c.post(c.notice(opUnlock, lc.obj, 0))
-	}
 }
 
 // request is an encoded request being built. It is a msgpack encoder
@@ -419,9 +364,8 @@ func (r *request) value(v any) error {
 // blocking call (Acquire, a queue Get) may be parked by the server, so
 // when ctx ends first the server is asked to cancel it, and its answer
 // decides (an Acquire that won the race returns success, and the ctx error
-// is not reported). A plain call is answered at once; when ctx ends first
-// it still waits up to cancelGrace for the reply so that an effect that
-// happened is not reported as a failure. r is consumed.
+// is not reported). A plain call is answered at once, and returns its
+// result even if ctx ended meanwhile. r is consumed.
 func (c *client) roundTrip(ctx context.Context, r *request, mode callMode) (reply, error) {
 	cl := r.call
 	id := r.id
@@ -442,66 +386,74 @@ func (c *client) roundTrip(ctx context.Context, r *request, mode callMode) (repl
 	c.mu.Lock()
 	c.calls[id] = cl
 	c.mu.Unlock()
-	if err := c.send(r.take(), true); err != nil {
+	err := c.send(r.buf.Bytes(), true)
+	r.free()
+	if err != nil {
 		c.forget(id)
 		return reply{}, err
 	}
-	err := c.await(ctx, cl)
-	if err == nil {
-		return c.result(cl)
-	}
-	if ctx.Err() == nil {
-		return c.afterDeath(id, cl)
-	}
-	// ctx ended first. A blocking call is cancelled on the server, whose
-	// answer (cancelled, or the result if it won the race) comes next. A
-	// plain call's answer is coming anyway. Wait a bounded time for it,
-	// except for a Condition wait, which must return holding the lock.
-	if mode != plain {
-		c.post(c.notice(opCancel, id, 0))
-	}
-	wctx := context.Background()
-	if mode != mustReturn {
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(wctx, cancelGrace)
-		defer cancel()
-	}
-	if err := c.await(wctx, cl); err != nil {
-		if wctx.Err() == nil {
-			return c.afterDeath(id, cl)
-		}
-		c.mu.Lock()
-		_, still := c.calls[id]
-		if still {
-			delete(c.calls, id)
-			if cl.op == opAcquire || cl.op == opTryAcquire {
-				c.late[id] = lateCall{op: cl.op, obj: cl.obj}
+	if ctx.Done() != nil {
+		// When ctx ends: a blocking call is cancelled on the server, whose
+		// answer (cancelled, or the result if the call won the race) comes
+		// next; a plain call's answer is coming anyway. Either way the
+		// caller waits for it, so that the object is never left in a state
+		// the caller was not told about, but not forever.
+		var timer *time.Timer
+		var tmu sync.Mutex
+		stop := context.AfterFunc(ctx, func() {
+			if mode != plain {
+				c.post(c.notice(opCancel, id, 0))
 			}
-		}
-		c.mu.Unlock()
-		if still {
-			return reply{}, fmt.Errorf("manager: %w (and the server did not answer)", ctx.Err())
-		}
-		<-cl.done
+			if mode != mustReturn {
+				tmu.Lock()
+				timer = time.AfterFunc(unresponsive, func() {
+					select {
+					case <-cl.done:
+					default:
+						c.close(fmt.Errorf("%w: no answer from the server %v after a call's ctx ended", ErrDisconnected, unresponsive))
+					}
+				})
+				tmu.Unlock()
+			}
+		})
+		defer func() {
+			stop()
+			tmu.Lock()
+			if timer != nil {
+				timer.Stop()
+			}
+			tmu.Unlock()
+		}()
 	}
-	rep, rerr := c.result(cl)
-	if rerr == nil && rep.code == codeCancelled {
+	c.await(cl)
+	select {
+	case <-cl.done:
+	default:
+		c.forget(id)
+		if ctx.Err() != nil {
+			return reply{}, fmt.Errorf("manager: %w (%w)", ctx.Err(), c.err)
+		}
+		return reply{}, c.err
+	}
+	rep, err := c.result(cl)
+	if err == nil && rep.code == codeCancelled {
 		return rep, fmt.Errorf("manager: %w", ctx.Err())
 	}
-	return rep, rerr
+	return rep, err
 }
 
 // callMode tells roundTrip what ctx means for a call.
 type callMode uint8
 
 const (
-	// plain calls are answered at once; ctx bounds the wait.
+	// plain calls are answered at once by the server.
 	plain callMode = iota
 	// blocking calls may wait on the server; ctx cancels them there.
 	blocking
 	// mustReturn calls are blocking calls whose answer the caller must
 	// have: Condition.Wait returns holding the lock, so after its cancel
-	// it waits for the server however long the lock takes.
+	// it waits for the server however long the lock takes (the
+	// unresponsive-server bound does not apply).
 	mustReturn
 )
 
@@ -513,16 +465,6 @@ func (c *client) result(cl *call) (reply, error) {
 		return rep, replyError(rep.code, msg)
 	}
 	return rep, nil
-}
-
-func (c *client) afterDeath(id uint64, cl *call) (reply, error) {
-	select {
-	case <-cl.done: // the reply made it before the end
-		return c.result(cl)
-	default:
-	}
-	c.forget(id)
-	return reply{}, c.err
 }
 
 func (c *client) forget(id uint64) {
@@ -539,29 +481,22 @@ func (c *client) post(r *request) {
 		r.free()
 		return
 	}
-	c.send(r.take(), false)
-}
-
-// take hands the encoded bytes over (to the pending queue) and frees r.
-func (r *request) take() []byte {
-	b := r.buf.Bytes()
-	r.buf = valueBuf{}
-	r.enc.Reset(&r.buf)
+	c.send(r.buf.Bytes(), false)
 	r.free()
-	return b
 }
 
-// send queues an encoded request and, if no write is in progress and
-// inline is true, writes the queue itself (flat combining: concurrent
-// callers' requests share that write). With inline false a goroutine does
-// the writing.
+// send queues a copy of an encoded request and, if no write is in
+// progress and inline is true, writes the queue itself (flat combining:
+// concurrent callers' requests share that write). With inline false a
+// goroutine does the writing.
 func (c *client) send(b []byte, inline bool) error {
 	c.wmu.Lock()
 	if err := c.failure(); err != nil {
 		c.wmu.Unlock()
 		return err
 	}
-	c.pending = append(c.pending, b)
+	c.pending = append(c.pending, b...)
+	c.ends = append(c.ends, len(c.pending))
 	if c.flushing {
 		c.wmu.Unlock()
 		return nil
@@ -575,32 +510,24 @@ func (c *client) send(b []byte, inline bool) error {
 	return c.flush()
 }
 
-// flush writes queued requests until the queue is empty. The caller has set
-// flushing.
+// flush writes queued requests until the queue is empty, in messages of
+// at most maxMsg bytes cut between requests. The caller has set flushing.
 func (c *client) flush() error {
 	c.wmu.Lock()
 	for len(c.pending) > 0 {
-		// Take whole requests up to the message limit.
-		buf := c.spare[:0]
-		n := 0
-		for n < len(c.pending) && (n == 0 || len(buf)+len(c.pending[n]) <= c.maxMsg) {
-			buf = append(buf, c.pending[n]...)
-			c.pending[n] = nil
-			n++
-		}
-		c.pending = c.pending[n:]
-		if len(c.pending) == 0 {
-			c.pending = c.pending[:0:0]
-		}
+		out, ends := c.pending, c.ends
+		c.pending, c.ends = c.spare[:0], c.spareEnds[:0]
 		c.wmu.Unlock()
-		err := c.conn.SendBytes(buf)
+		err := sendChunks(c.conn, out, ends, c.maxMsg)
 		c.wmu.Lock()
-		if cap(buf) <= 256<<10 {
-			c.spare = buf[:0]
+		if cap(out) <= 1<<20 {
+			c.spare, c.spareEnds = out[:0], ends[:0]
+		} else {
+			c.spare, c.spareEnds = nil, nil
 		}
 		if err != nil {
 			c.flushing = false
-			c.pending = nil
+			c.pending, c.ends = nil, nil
 			c.wmu.Unlock()
 			c.close(fmt.Errorf("%w (%s %s: %v)", ErrDisconnected, c.network, c.addr, err))
 			return c.failure()
@@ -608,6 +535,29 @@ func (c *client) flush() error {
 	}
 	c.flushing = false
 	c.wmu.Unlock()
+	return nil
+}
+
+// sendChunks sends out as messages of at most max bytes (a single larger
+// entry goes alone), cut at the entry ends.
+func sendChunks(conn *pipe.Conn, out []byte, ends []int, max int) error {
+	start := 0
+	for start < len(out) {
+		end := start
+		for _, e := range ends {
+			if e <= start {
+				continue
+			}
+			if e-start > max && end > start {
+				break
+			}
+			end = e
+		}
+		if err := conn.SendBytes(out[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
 	return nil
 }
 

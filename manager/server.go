@@ -863,7 +863,7 @@ func (c *sconn) flush() {
 		out, ends := c.out, c.ends
 		c.out, c.ends = c.spare[:0], nil
 		c.wmu.Unlock()
-		err := c.sendChunks(out, ends)
+		err := sendChunks(c.conn, out, ends, c.s.maxMsg)
 		c.wmu.Lock()
 		if cap(out) <= 1<<20 {
 			c.spare = out[:0]
@@ -880,29 +880,6 @@ func (c *sconn) flush() {
 	}
 	c.flushing = false
 	c.wmu.Unlock()
-}
-
-// sendChunks sends out as messages of at most maxMsg bytes, cut between
-// replies.
-func (c *sconn) sendChunks(out []byte, ends []int) error {
-	start := 0
-	for start < len(out) {
-		end := start
-		for _, e := range ends {
-			if e <= start {
-				continue
-			}
-			if e-start > c.s.maxMsg && end > start {
-				break
-			}
-			end = e
-		}
-		if err := c.conn.SendBytes(out[start:end]); err != nil {
-			return err
-		}
-		start = end
-	}
-	return nil
 }
 
 // Serve runs a manager server in this process on network ("unix", "tcp",
