@@ -99,7 +99,8 @@ func (p *Pool) startLocked(slot int) {
 
 func (p *Pool) launch(w *worker) {
 	defer p.wg.Done()
-	if err := w.spawn(&p.o); err != nil {
+	proc, conn, seg, err := spawn(&p.o)
+	if err != nil {
 		var after []func()
 		p.mu.Lock()
 		p.lastErr = err
@@ -113,8 +114,9 @@ func (p *Pool) launch(w *worker) {
 		return
 	}
 	p.mu.Lock()
+	w.proc, w.pid, w.conn, w.seg = proc, proc.Pid(), conn, seg
 	if p.state == stateTerminated {
-		w.proc.Kill()
+		proc.Kill()
 	}
 	p.mu.Unlock()
 	p.wg.Add(2)
@@ -122,23 +124,23 @@ func (p *Pool) launch(w *worker) {
 	go p.writeLoop(w)
 }
 
-// spawn creates the worker's connection and segment and starts it.
-func (w *worker) spawn(o *options) error {
+// spawn creates a worker's connection and segment and starts it.
+func spawn(o *options) (*process.Process, *pipe.Conn, *shm.Segment, error) {
 	seg, err := shm.New("pool", segSize)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	fd, err := unix.FcntlInt(uintptr(seg.FD()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		seg.Close()
-		return fmt.Errorf("pool: dup: %w", err)
+		return nil, nil, nil, fmt.Errorf("pool: dup: %w", err)
 	}
 	segFile := os.NewFile(uintptr(fd), "pool-segment")
 	defer segFile.Close()
 	mine, theirs, err := pipe.Pipe()
 	if err != nil {
 		seg.Close()
-		return err
+		return nil, nil, nil, err
 	}
 	defer theirs.Close()
 	arg := workerArg{Conn: theirs, Seg: segFile, MemLimit: o.memLimit, CPUTime: o.cpuTime}
@@ -150,10 +152,9 @@ func (w *worker) spawn(o *options) error {
 	if err := proc.Start(); err != nil {
 		mine.Close()
 		seg.Close()
-		return err
+		return nil, nil, nil, err
 	}
-	w.proc, w.pid, w.conn, w.seg = proc, proc.Pid(), mine, seg
-	return nil
+	return proc, mine, seg, nil
 }
 
 // readLoop receives the worker's messages until its connection ends, then
