@@ -4,14 +4,14 @@
 //   - Get, then Set, with no lock: processes read the same value before
 //     any of them writes it back, so updates are lost and the count ends
 //     above zero (Python's `d[k] -= 1` on a manager dict does the same);
-//
 //   - the same inside a manager Lock: correct, and serial;
-//
 //   - Dict.Add(-1), which the server does atomically: correct, and the
 //     fastest, with no lock at all.
 //
-//     go run ./examples/counter
-//     go run ./examples/counter -procs 20 -think 5ms
+// Run it with
+//
+//	go run ./examples/counter
+//	go run ./examples/counter -procs 20 -think 5ms
 package main
 
 import (
