@@ -81,10 +81,13 @@ func mapOpts(opts []MapOption) *callOptions {
 // (see Chunksize).
 //
 // If tasks fail, Map returns the error of the lowest-index failed task (a
-// *TaskError, a *WorkerDiedError, or one matching ErrTimeout) and no task
-// that had not started by then runs. If ctx ends first, Map stops
-// dispatching, cancels the ctx of the tasks running for it in the workers,
-// and returns ctx's error at once. A closed pool gives ErrClosed.
+// *TaskError, a *WorkerDiedError, or one matching ErrTimeout), as a loop
+// over args that stops at the first error would: once a task fails, no
+// task after it that has not started runs (those running get their ctx
+// cancelled), while the tasks before it still run, since one of them may
+// fail too. If ctx ends first, Map stops dispatching, cancels the ctx of
+// the tasks running for it in the workers, and returns ctx's error at
+// once. A closed pool gives ErrClosed.
 func Map[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, opts ...MapOption) ([]R, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pool: map: %w", err)

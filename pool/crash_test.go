@@ -269,6 +269,11 @@ var (
 		if a.Fail {
 			return errors.New("no model here")
 		}
+		if a.FailIfExists != "" {
+			if _, err := os.Stat(a.FailIfExists); err == nil {
+				return errors.New("the model is gone")
+			}
+		}
 		initValue = a.Value
 		if a.Report != nil {
 			return a.Report.Send(os.Getpid())
@@ -279,9 +284,10 @@ var (
 )
 
 type initArg struct {
-	Value  string
-	Fail   bool
-	Report *pipe.Conn
+	Value        string
+	Fail         bool
+	FailIfExists string
+	Report       *pipe.Conn
 }
 
 func TestInitializer(t *testing.T) {
@@ -307,4 +313,26 @@ func TestInitializer(t *testing.T) {
 	require.ErrorIs(t, err, pool.ErrBroken)
 	assert.Contains(t, err.Error(), "no model here")
 	assert.Nil(t, p2)
+}
+
+// A slot whose replacement workers cannot start is retried, then given up;
+// with no worker left the pool is broken and says why, instead of hanging.
+func TestBrokenPool(t *testing.T) {
+	flag := t.TempDir() + "/flag"
+	p, err := pool.New(pool.Workers(1), pool.Initializer(initialize, initArg{FailIfExists: flag}))
+	require.NoError(t, err)
+	defer func() { p.Terminate(); p.Join(ctxT(t)) }()
+	require.NoError(t, os.WriteFile(flag, nil, 0o600))
+	killer := pool.ApplyAsync(p, killSelf, 5)
+	queued := pool.MapAsync(p, square, ints(10))
+	_, err = killer.Get(ctxT(t))
+	var wd *pool.WorkerDiedError
+	require.ErrorAs(t, err, &wd)
+	_, err = queued.Get(ctxT(t))
+	require.ErrorIs(t, err, pool.ErrBroken)
+	assert.Contains(t, err.Error(), "the model is gone")
+	_, err = pool.Apply(ctxT(t), p, square, 1)
+	require.ErrorIs(t, err, pool.ErrBroken)
+	require.NoError(t, p.Close())
+	require.NoError(t, p.Join(ctxT(t)))
 }

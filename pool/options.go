@@ -194,16 +194,18 @@ func (c CallbackOption) applyMap(o *callOptions)   { c.f(o) }
 func (c CallbackOption) applyApply(o *callOptions) { c.f(o) }
 
 // OnResult calls f(index, result) in the parent for every task that
-// succeeds (Python's callback; index is 0 for Apply). R must be the task's
-// result type. Calls are serialised per call of Map or Apply and run on a
-// pool goroutine, so f must not block.
+// succeeds (Python's callback; index is 0 for Apply), until the call has
+// its answer: every callback has returned by the time Map returns. R must
+// be the task's result type. Calls are serialised per call of Map or
+// Apply and run on the goroutine that reads the worker's results, so f
+// must not block, nor wait on the pool (Join, Terminate).
 func OnResult[R any](f func(index int, result R)) CallbackOption {
 	return CallbackOption{func(o *callOptions) { o.onResult = f }}
 }
 
 // OnError calls f(index, err) in the parent for every task that fails
 // (Python's error_callback), with the error the task's result carries.
-// Like OnResult it must not block.
+// It runs like OnResult, and must not block either.
 func OnError(f func(index int, err error)) CallbackOption {
 	return CallbackOption{func(o *callOptions) { o.onError = f }}
 }

@@ -44,6 +44,7 @@ type worker struct {
 	ctl      []stopMsg
 	lastMark time.Time
 	startErr error
+	protoErr error // why the pool killed it, if it broke the protocol
 	timedOut bool
 	wdState  int64
 	wdSince  time.Time
@@ -182,7 +183,9 @@ func (p *Pool) readLoop(w *worker) {
 		if err := p.handle(w, msg); err != nil {
 			// A worker that breaks the protocol cannot be trusted with
 			// more work: it is killed, and its death handled as any other.
-			fmt.Fprintf(os.Stderr, "pool: worker pid %d: %v; killing it\n", w.pid, err)
+			p.mu.Lock()
+			w.protoErr = err
+			p.mu.Unlock()
 			w.proc.Kill()
 			break
 		}
@@ -525,6 +528,9 @@ func (p *Pool) workerGone(w *worker) {
 			return fmt.Errorf("%w: task %d ran longer than %v; its worker (pid %d) was killed", ErrTimeout, idx, p.o.timeout, w.pid)
 		}
 		reason := deathReason(code, sig, &p.o, cpuFlag)
+		if w.protoErr != nil {
+			reason = "the pool killed it: " + w.protoErr.Error()
+		}
 		if lost {
 			reason = "the task had finished, but its result was lost with the worker"
 		}
