@@ -18,7 +18,7 @@ import (
 // answer (to the call, or to its cancel request) before the server is
 // presumed hung and the connection closed. A live server answers in a
 // round trip; this only matters for one that is stopped, not dead.
-const unresponsive = 10 * time.Second
+var unresponsive = 10 * time.Second
 
 // client is one connection to a server, shared by every proxy of a process
 // that uses it, from any number of goroutines. Calls are multiplexed: each

@@ -216,7 +216,7 @@ func TestRegisteredType(t *testing.T) {
 	begin := time.Now()
 	err = c.Call(short, "Slow", nil)
 	cancel()
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(begin), 3*time.Second)
 
 	_, err = manager.NewObject(ctx, m, "test.unregistered")

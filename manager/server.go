@@ -357,6 +357,14 @@ func (s *server) runBatch(c *sconn, msg []byte) bool {
 func (s *server) handle(c *sconn, r *sreq) {
 	switch r.op {
 	case opHello:
+		if len(r.args) < 1 {
+			c.fail(r.id, codeBadRequest, "hello: want the protocol version")
+			return
+		}
+		if v, _, err := readUint(r.args[0]); err != nil || v != protocolVersion {
+			c.fail(r.id, codeBadRequest, fmt.Sprintf("client speaks manager protocol %s, this server %d: rebuild both from the same source", numText(r.args[0]), protocolVersion))
+			return
+		}
 		b := appendArrayHeader(nil, 3)
 		b = appendUint(b, protocolVersion)
 		b = appendBin(b, s.id[:])

@@ -118,7 +118,12 @@ func (s *server) runCall(w *waiter, cs *customState, m reflect.Value, name strin
 	defer w.stop()
 	code, payload := callMethod(ctx, cs, m, name, raw)
 	s.mu.Lock()
-	// A cancelled call whose method finished anyway reports its result.
+	// A cancelled call whose method failed (with ctx's error, most
+	// likely) is reported as cancelled; one that finished anyway reports
+	// its result.
+	if code == codeRemote && ctx.Err() != nil {
+		code, payload = codeCancelled, nil
+	}
 	if w.c.waiting != nil && w.c.waiting[w.id] == w {
 		s.answer(w, code, payload, nil)
 	}

@@ -1,0 +1,95 @@
+package manager_test
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mpgo/multiprocessing/manager"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestConcurrentCalls: many goroutines share one connection, with blocking
+// calls parked among them; every call gets its own answer.
+func TestConcurrentCalls(t *testing.T) {
+	m := start(t)
+	ctx := ctxT(t)
+	d, err := manager.NewDict[string, int](ctx, m)
+	require.NoError(t, err)
+	q, err := manager.NewQueue[int](ctx, m, 0)
+	require.NoError(t, err)
+	const workers, calls = 64, 100
+	got := make(chan int, workers)
+	var getters sync.WaitGroup
+	for range workers / 4 {
+		getters.Add(1)
+		go func() { // parked until the adders put
+			defer getters.Done()
+			v, err := q.Get(ctx)
+			assert.NoError(t, err)
+			got <- v
+		}()
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := 0
+			for range calls {
+				n, err := d.Add(ctx, "total", 1)
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Greater(t, n, last, "Add results only grow")
+				last = n
+				_, err = d.SetDefault(ctx, "w", w)
+				assert.NoError(t, err)
+			}
+			if w%4 == 0 {
+				assert.NoError(t, q.Put(ctx, w))
+			}
+		}()
+	}
+	wg.Wait()
+	getters.Wait()
+	close(got)
+	sum := 0
+	for v := range got {
+		sum += v
+	}
+	want := 0
+	for w := 0; w < workers; w += 4 {
+		want += w
+	}
+	assert.Equal(t, want, sum)
+	n, _, err := d.Get(ctx, "total")
+	require.NoError(t, err)
+	assert.Equal(t, workers*calls, n)
+}
+
+// TestStoppedServer: a server that stops answering without dying (here:
+// SIGSTOP) does not hang a call past its ctx for long: once the server has
+// been silent for the unresponsive bound after the ctx ended, the
+// connection is given up.
+func TestStoppedServer(t *testing.T) {
+	defer manager.SetUnresponsive(300 * time.Millisecond)()
+	m := startToKill(t)
+	ctx := ctxT(t)
+	d, err := manager.NewDict[string, int](ctx, m)
+	require.NoError(t, err)
+	pid := manager.ServerProcess(m).Pid()
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	_, _, err = d.Get(short, "k")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, manager.ErrDisconnected)
+	assert.Less(t, time.Since(begin), 5*time.Second)
+	syscall.Kill(pid, syscall.SIGCONT)
+}
