@@ -78,10 +78,6 @@ func benchSetGet(b *testing.B, bg bool) {
 // does.
 func BenchmarkDictSetGet(b *testing.B) { benchSetGet(b, false) }
 
-// BenchmarkDictSetGetBackground: the same with context.Background (a call
-// that cannot be cancelled reads without polling).
-func BenchmarkDictSetGetBackground(b *testing.B) { benchSetGet(b, true) }
-
 // BenchmarkDictParallel: many goroutines of one process sharing one
 // connection (their calls are pipelined and batched).
 func BenchmarkDictParallel(b *testing.B) {

@@ -1,0 +1,106 @@
+package manager_test
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/mpgo/multiprocessing/manager"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestPythonConformance21 is item 21 of the conformance list
+// (notes/python-multiprocessing.md, section 4): nested proxies see writes
+// made through their parents; calling a private method is an error; a
+// remote client with an authkey works from another process; a rapid
+// restart on the same address works.
+func TestPythonConformance21(t *testing.T) {
+	ctx := ctxT(t)
+	t.Run("nested proxies see writes through their parents", func(t *testing.T) {
+		m := start(t)
+		outer, err := manager.NewList[*manager.Dict[string, int]](ctx, m)
+		require.NoError(t, err)
+		inner, err := manager.NewDict[string, int](ctx, m)
+		require.NoError(t, err)
+		require.NoError(t, outer.Append(ctx, inner))
+		viaParent, err := outer.Get(ctx, 0)
+		require.NoError(t, err)
+		require.NoError(t, viaParent.Set(ctx, "written", 1))
+		v, ok, err := inner.Get(ctx, "written")
+		require.NoError(t, err)
+		assert.True(t, ok)
+		assert.Equal(t, 1, v)
+	})
+	t.Run("a private method is refused", func(t *testing.T) {
+		m := start(t)
+		c, err := manager.NewObject(ctx, m, "test.counter")
+		require.NoError(t, err)
+		var n int
+		assert.ErrorIs(t, c.Call(ctx, "private", &n), manager.ErrNoMethod)
+		assert.ErrorIs(t, c.Call(ctx, "_h", &n), manager.ErrNoMethod)
+	})
+	t.Run("a remote client with an authkey works from another process", func(t *testing.T) {
+		key := []byte("conformance")
+		addr, _ := serveRemote(t, key)
+		runChildren(t, ctx, addNamed, connectArg{Network: "tcp", Addr: addr, Key: key, Name: "c21", N: 3})
+		m, err := manager.Connect(ctx, "tcp", addr, key)
+		require.NoError(t, err)
+		defer m.Close()
+		d, err := manager.NewDict[string, int](ctx, m, manager.Named("c21"))
+		require.NoError(t, err)
+		v, _, err := d.Get(ctx, "n")
+		require.NoError(t, err)
+		assert.Equal(t, 3, v)
+	})
+	t.Run("rapid restart on the same address", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "sock")
+		for range 5 {
+			m, err := manager.Start(ctx, manager.WithAddress("unix", path))
+			require.NoError(t, err)
+			_, err = manager.NewLock(ctx, m)
+			require.NoError(t, err)
+			require.NoError(t, m.Close())
+		}
+	})
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(entries)
+}
+
+// TestNoDescriptorLeak: starting, using and closing managers, connections
+// and proxies leaves no descriptor open in this process, nor a socket
+// directory behind.
+func TestNoDescriptorLeak(t *testing.T) {
+	ctx := ctxT(t)
+	runtime.GC()
+	before := openFDs(t)
+	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "mpgo-manager-*"))
+	for range 3 {
+		m, err := manager.Start(ctx)
+		require.NoError(t, err)
+		network, addr := m.Address()
+		c, err := manager.Connect(ctx, network, addr, nil)
+		require.NoError(t, err)
+		d, err := manager.NewDict[string, *manager.List[int]](ctx, c)
+		require.NoError(t, err)
+		l, err := manager.NewList[int](ctx, m)
+		require.NoError(t, err)
+		require.NoError(t, d.Set(ctx, "l", l))
+		shared, err := manager.NewDict[string, int](ctx, m)
+		require.NoError(t, err)
+		runChildren(t, ctx, useLater, shared)
+		require.NoError(t, c.Close())
+		require.NoError(t, m.Close())
+	}
+	runtime.GC()
+	assert.Equal(t, before, openFDs(t))
+	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "mpgo-manager-*"))
+	assert.Equal(t, len(tmpBefore), len(tmpAfter), "socket directories left: %s", strings.Join(tmpAfter, " "))
+}
