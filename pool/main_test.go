@@ -2,7 +2,6 @@ package pool_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -22,7 +21,18 @@ func TestMain(m *testing.M) {
 	if os.Getenv("GORACE") == "" {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if code == 0 {
+		if kids := process.ActiveChildren(); len(kids) > 0 {
+			fmt.Fprintf(os.Stderr, "%d child processes outlived the tests\n", len(kids))
+			code = 1
+		}
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 var (
@@ -62,7 +72,6 @@ var (
 			return 0, ctx.Err()
 		}
 	})
-	_ = errors.New
 )
 
 func ctxT(t testing.TB) context.Context {
