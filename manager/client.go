@@ -22,8 +22,9 @@ var unresponsive = 10 * time.Second
 
 // client is one connection to a server, shared by every proxy of a process
 // that uses it, from any number of goroutines. Calls are multiplexed: each
-// has an id, replies are matched to callers by a reader goroutine, and
-// requests from concurrent callers are batched into shared writes.
+// has an id, requests from concurrent callers are batched into shared
+// writes, and replies are matched to callers by whichever waiting caller
+// holds the reader role (see await).
 type client struct {
 	conn     *pipe.Conn
 	network  string
@@ -31,7 +32,6 @@ type client struct {
 	authkey  []byte
 	serverID serverID
 	maxMsg   int
-	auto     bool // opened by the registry for decoded proxies
 
 	nextID atomic.Uint64
 
@@ -59,9 +59,7 @@ type client struct {
 
 // call is one request waiting for its reply.
 type call struct {
-	op    op
-	obj   uint64
-	done  chan struct{}
+	done  chan struct{} // closed when reply is set
 	reply reply
 }
 
@@ -331,7 +329,7 @@ func (c *client) newRequest(o op, obj uint64, nargs int, id uint64) *request {
 	r.tmp = appendUint(r.tmp, uint64(o))
 	r.tmp = appendUint(r.tmp, obj)
 	r.buf.Write(r.tmp)
-	r.call = &call{op: o, obj: obj}
+	r.call = &call{}
 	return r
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,10 +222,23 @@ func (p *proxy) call(ctx context.Context, o op, nargs int, mode callMode, build 
 		if errors.Is(err, ErrClosed) && p.closed.Load() {
 			return rep, nil, ErrClosed
 		}
-		return rep, nil, fmt.Errorf("manager: %s.%s: %w", p.ref.kind, opName(o), err)
+		return rep, nil, &opError{what: p.ref.kind.String() + "." + opName(o), err: err}
 	}
 	return rep, cl, nil
 }
+
+// opError names the operation that failed; errors.Is and As see through
+// it to the sentinel or *RemoteError inside.
+type opError struct {
+	what string
+	err  error
+}
+
+func (e *opError) Error() string {
+	return "manager: " + e.what + ": " + strings.TrimPrefix(e.err.Error(), "manager: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
 
 // exportTimeout bounds the round trip that encoding a proxy for another
 // process makes (encoders take no context).
@@ -368,7 +382,6 @@ func lookupClient(ctx context.Context, r *ref) (*client, error) {
 		c.Close()
 		return nil, fmt.Errorf("%w: the manager that made it is gone (another one serves %s now)", ErrNoObject, r.addr)
 	}
-	c.auto = true
 	if registry.clients == nil {
 		registry.clients = make(map[serverID][]*client)
 	}

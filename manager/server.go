@@ -196,7 +196,6 @@ func (c *sconn) readLoop() {
 	s := c.s
 	defer s.wg.Done()
 	defer c.shutdown()
-	var kicked []*sconn
 	for {
 		msg, err := c.conn.RecvBytes()
 		if err != nil {
@@ -207,17 +206,9 @@ func (c *sconn) readLoop() {
 		}
 		s.mu.Lock()
 		ok := s.runBatch(c, msg)
-		kicked = s.collectKicked(kicked[:0])
 		s.drain()
+		s.kickWriters(c)
 		s.mu.Unlock()
-		for _, k := range kicked {
-			if k != c {
-				select {
-				case k.kick <- struct{}{}:
-				default:
-				}
-			}
-		}
 		c.flush()
 		if !ok {
 			return
@@ -235,17 +226,22 @@ func (c *sconn) writeLoop() {
 	}
 }
 
-// collectKicked returns the connections that got replies since the last
-// call, whose writers must be woken once s.mu is released. Caller holds
-// s.mu.
-func (s *server) collectKicked(dst []*sconn) []*sconn {
+// kickWriters wakes the writer of every connection that got replies since
+// the last call, except self (whose reader flushes them itself). The
+// sends never block, and happen under s.mu so that no connection closes
+// its kick channel meanwhile. Caller holds s.mu.
+func (s *server) kickWriters(self *sconn) {
 	for _, c := range s.kicked {
 		c.kicked = false
-		dst = append(dst, c)
+		if c != self && !c.closed {
+			select {
+			case c.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 	clear(s.kicked)
 	s.kicked = s.kicked[:0]
-	return dst
 }
 
 // shutdown forgets a closed connection: its parked calls, references,
@@ -274,16 +270,10 @@ func (c *sconn) shutdown() {
 		}
 	}
 	c.holds = nil
-	kicked := s.collectKicked(nil)
 	s.drain()
+	s.kickWriters(c)
 	close(c.kick)
 	s.mu.Unlock()
-	for _, k := range kicked {
-		select {
-		case k.kick <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // request is one parsed request: args are raw msgpack values.

@@ -127,15 +127,9 @@ func (s *server) runCall(w *waiter, cs *customState, m reflect.Value, name strin
 	if w.c.waiting != nil && w.c.waiting[w.id] == w {
 		s.answer(w, code, payload, nil)
 	}
-	kicked := s.collectKicked(nil)
 	s.drain()
+	s.kickWriters(nil)
 	s.mu.Unlock()
-	for _, k := range kicked {
-		select {
-		case k.kick <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func callMethod(ctx context.Context, cs *customState, m reflect.Value, name string, raw [][]byte) (code int, payload []byte) {

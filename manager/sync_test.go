@@ -3,7 +3,6 @@ package manager_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"syscall"
@@ -501,5 +500,3 @@ func TestLockerPanicsWhenServerGone(t *testing.T) {
 	var ee *process.ExitError
 	assert.True(t, errors.As(err, &ee) && ee.Signal == syscall.SIGKILL, "Close reports the killed server: %v", err)
 }
-
-var _ = fmt.Sprint

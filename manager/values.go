@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 )
@@ -52,5 +51,3 @@ func isZero[V any](v V) bool {
 
 // noResult finishes a call that returns nothing.
 func noResult(_ reply, _ *client, err error) error { return err }
-
-var _ = context.Background
