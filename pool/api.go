@@ -99,6 +99,8 @@ func Map[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, opts ..
 	if c == nil {
 		return []R{}, nil
 	}
+	// args belong to the caller again once Map returns.
+	defer p.release(c.j)
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -113,10 +115,12 @@ func Map[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, opts ..
 }
 
 // MapAsync is Map without waiting (Python's map_async): the result is the
-// results slice, or the lowest-index error.
+// results slice, or the lowest-index error. The pool reads args until the
+// result is ready: do not modify them before.
 func MapAsync[A, R any](p *Pool, t Task[A, R], args []A, opts ...MapOption) *AsyncResult[[]R] {
 	ar := newAsyncResult[[]R]()
 	c, err := start(p, t, args, modeMap, mapOpts(opts), func(c *collector[R]) {
+		p.release(c.j) // args belong to the caller again once the result is ready
 		ar.set(c.mapResult())
 	})
 	switch {
@@ -160,7 +164,8 @@ func imap[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, mode i
 		if c == nil {
 			return
 		}
-		defer c.abandon() // a no-op once every result was accounted
+		defer p.release(c.j) // args belong to the caller again
+		defer c.abandon()    // a no-op once every result was accounted
 		for i := range c.n {
 			r, err, ok := c.next(ctx, i)
 			if !ok {

@@ -297,3 +297,41 @@ func TestLargeValues(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, sizes, lens)
 }
+
+// The arguments are the caller's again when Map or Imap returns, even
+// when it returns early: no writer still reads them (run with -race).
+func TestArgsReleasedOnReturn(t *testing.T) {
+	p := newPool(t, pool.Workers(2))
+	args := ints(20000)
+	for round := range 20 {
+		ctx, cancel := context.WithCancel(ctxT(t))
+		if round%2 == 0 {
+			cancel()
+			pool.Map(ctxT(t), p, failAt, args, pool.Chunksize(10+round)) // fails at 3
+		} else {
+			go cancel()
+			pool.Map(ctx, p, square, args, pool.Chunksize(10+round))
+		}
+		for r := range pool.Imap(ctxT(t), p, square, args, pool.Chunksize(100)) {
+			if r > 100 {
+				break
+			}
+		}
+		cancel()
+		for i := range args {
+			args[i] = i // the race detector objects if the pool still reads
+		}
+	}
+}
+
+func TestLargePool(t *testing.T) {
+	// Python's test_large_pool uses 200 processes.
+	p := newPool(t, pool.Workers(100))
+	res, err := pool.Map(ctxT(t), p, pid, ints(1000), pool.Chunksize(1))
+	require.NoError(t, err)
+	seen := map[int]bool{}
+	for _, r := range res {
+		seen[r] = true
+	}
+	assert.Greater(t, len(seen), 10)
+}

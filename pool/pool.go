@@ -55,6 +55,8 @@ type Pool struct {
 	gone    chan struct{}      // closed when the pool is shut and every worker is gone
 	isGone  bool
 
+	encoded *sync.Cond // broadcast when a job's encoders drops to zero
+
 	wg sync.WaitGroup
 }
 
@@ -68,6 +70,8 @@ type job struct {
 	limit   int   // items from limit on are not to run (stopJob); n at first
 	retry   []rng // items given back by a dead worker, dispatched first
 	inQueue bool
+	// encoders counts writers reading the job's arguments (encodeSpan).
+	encoders int
 	// enc appends the msgpack encoding of items [start, end) to b. On an
 	// error it returns b as it was before the failing item, and its index.
 	enc  func(b []byte, start, end int) ([]byte, int, error)
@@ -126,6 +130,7 @@ func New(opts ...Option) (*Pool, error) {
 		gone:    make(chan struct{}),
 		inNew:   true,
 	}
+	p.encoded = sync.NewCond(&p.mu)
 	p.mu.Lock()
 	for i := range p.slots {
 		p.startLocked(i)

@@ -423,57 +423,98 @@ func (p *Pool) writeLoop(w *worker) {
 	}
 }
 
-// encodeSpan appends sp's record. An argument that cannot be encoded fails
-// that item; the items before it still go, those after it are queued again.
+// encodeSpan appends sp's record. Items the job no longer wants (stopJob
+// lowered its limit after sp was reserved) are cut without reading their
+// arguments. An argument that cannot be encoded fails that item; the items
+// before it still go, those after it are queued again. While it reads the
+// job's arguments the job's encoders count says so, and the call that owns
+// them waits for it to drop to zero before it returns (see release).
 func (p *Pool) encodeSpan(buf []byte, w *worker, sp *span) []byte {
+	var after []func()
+	defer func() {
+		for _, f := range after {
+			f()
+		}
+	}()
 	p.mu.Lock()
-	j, start, count := sp.job, sp.start, sp.count
+	j := sp.job
+	if end := sp.start + sp.count; !w.gone && end > j.limit {
+		s := max(sp.start, j.limit)
+		after = append(after, func() { j.sink.skip(s, end-s) })
+		w.unreserveLocked(sp, s-sp.start)
+	}
+	start, count := sp.start, sp.count
+	if w.gone || count == 0 {
+		// A dead worker's settlement queued all of sp again.
+		p.mu.Unlock()
+		return buf
+	}
+	j.encoders++
 	p.mu.Unlock()
+
 	off := len(buf)
 	buf = appendSpanHeader(buf, j.id, start, count, j.task)
 	hdrEnd := len(buf)
 	buf, bad, err := j.enc(buf, start, start+count)
-	if err == nil {
-		finishSpan(buf, hdrEnd)
-		return buf
-	}
-	var after []func()
-	good := bad - start
+
 	p.mu.Lock()
-	if w.gone {
-		good = 0 // the dead worker's settlement queued all of sp again
-	} else {
-		// The worker has not seen sp: shrink it to the encoded prefix.
-		rest := count - good - 1
-		sp.count = good
-		w.pending -= count - good
-		if w.budget >= 0 {
-			w.budget += count - good
-		}
-		if good == 0 {
-			for i, s := range w.inflight {
-				if s == sp {
-					w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
-					break
-				}
+	if j.encoders--; j.encoders == 0 {
+		p.encoded.Broadcast()
+	}
+	good := count
+	if err != nil {
+		good = bad - start
+		if w.gone {
+			good = 0
+		} else {
+			// The worker has not seen sp: keep the encoded prefix.
+			w.unreserveLocked(sp, good)
+			ferr := fmt.Errorf("pool: task %d: cannot encode the argument: %w", bad, err)
+			after = append(after, func() { j.sink.fail(bad, ferr) })
+			if rest := count - good - 1; rest > 0 {
+				p.requeueLocked(j, bad+1, rest, &after)
 			}
-		}
-		ferr := fmt.Errorf("pool: task %d: cannot encode the argument: %w", bad, err)
-		after = append(after, func() { j.sink.fail(bad, ferr) })
-		if rest > 0 {
-			p.requeueLocked(j, bad+1, rest, &after)
 		}
 	}
 	p.mu.Unlock()
-	for _, f := range after {
-		f()
-	}
 	if good == 0 {
 		return buf[:off]
 	}
-	binary.BigEndian.PutUint32(buf[off+13:], uint32(good))
+	if good < count {
+		binary.BigEndian.PutUint32(buf[off+13:], uint32(good))
+	}
 	finishSpan(buf, hdrEnd)
 	return buf
+}
+
+// unreserveLocked shrinks a span the worker has not been sent to its first
+// keep items, and forgets it if none are left.
+func (w *worker) unreserveLocked(sp *span, keep int) {
+	cut := sp.count - keep
+	sp.count = keep
+	w.pending -= cut
+	if w.budget >= 0 {
+		w.budget += cut
+	}
+	if keep == 0 {
+		for i, s := range w.inflight {
+			if s == sp {
+				w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// release waits until no writer reads j's arguments any more. A call
+// returns the arguments to its caller only after it: a writer may have
+// reserved a chunk just before the call stopped the job.
+func (p *Pool) release(j *job) {
+	p.mu.Lock()
+	for j.encoders > 0 {
+		p.encoded.Wait()
+	}
+	p.mu.Unlock()
 }
 
 // workerGone settles a worker whose connection ended: it makes sure the
