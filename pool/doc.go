@@ -69,8 +69,9 @@
 // # Design
 //
 // Each worker has its own connection (a socketpair), so the parent always
-// knows which items each worker holds: the lesson of loky, whose shared
-// queue could not tell. The parent keeps a few milliseconds of work queued
+// knows which items each worker holds: the lesson of loky and
+// ProcessPoolExecutor, whose shared call queue cannot tell which worker
+// took which task when one dies. The parent keeps a few milliseconds of work queued
 // at each worker, measured per item, so a worker never waits for a round
 // trip and long tasks are never hoarded by one worker. A worker writes each
 // result into a shared memory segment, together with the index of the item
@@ -88,5 +89,7 @@
 // cannot be recovered if its worker dies in that instant. [CPUTime] is
 // counted in whole seconds, as the kernel does. A slot that fails to start
 // a worker three times in a row is given up; when none is left the pool is
-// broken ([ErrBroken]).
+// broken ([ErrBroken]). A pool that is never closed keeps its workers until
+// the program exits. Callbacks ([OnResult], [OnError], [Progress]) run on
+// the goroutine reading a worker's results: they must not block.
 package pool
