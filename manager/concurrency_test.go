@@ -2,6 +2,9 @@ package manager_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -84,6 +87,9 @@ func TestStoppedServer(t *testing.T) {
 	pid := manager.ServerProcess(m).Pid()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	defer syscall.Kill(pid, syscall.SIGCONT)
+	// The stop takes effect asynchronously: wait until every thread of
+	// the server is stopped.
+	waitFor(t, ctx, func() bool { return allStopped(pid) })
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	begin := time.Now()
@@ -92,4 +98,24 @@ func TestStoppedServer(t *testing.T) {
 	assert.ErrorIs(t, err, manager.ErrDisconnected)
 	assert.Less(t, time.Since(begin), 5*time.Second)
 	syscall.Kill(pid, syscall.SIGCONT)
+}
+
+// allStopped reports whether every thread of pid is in state T (stopped).
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: the state follows the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/mpgo/multiprocessing/lock"
 	"github.com/mpgo/multiprocessing/pipe"
+	"github.com/mpgo/multiprocessing/queue"
 )
 
 var (
@@ -48,27 +50,31 @@ var (
 	// ErrNoAttribute is returned by Namespace.Get for a name never set.
 	ErrNoAttribute = errors.New("manager: no such attribute")
 
-	// ErrEmpty is returned by TryGet on an empty Queue.
-	ErrEmpty = errors.New("manager: queue empty")
-	// ErrFull is returned by TryPut on a full bounded Queue.
-	ErrFull = errors.New("manager: queue full")
+	// ErrEmpty is returned by TryGet on an empty Queue. It is
+	// queue.ErrEmpty, so one errors.Is test covers both kinds of queue.
+	ErrEmpty = queue.ErrEmpty
+	// ErrFull is returned by TryPut on a full bounded Queue
+	// (queue.ErrFull).
+	ErrFull = queue.ErrFull
 	// ErrTaskDone is returned by Joinable.TaskDone called more often than
-	// items were put.
-	ErrTaskDone = errors.New("manager: task_done() called too many times")
+	// items were put (queue.ErrTaskDone).
+	ErrTaskDone = queue.ErrTaskDone
 
 	// ErrOwnerDied is returned by an Acquire that got the lock, but whose
 	// last holder's connection closed (its process died) while holding it.
 	// The caller holds the lock; the data it guards may be inconsistent.
-	ErrOwnerDied = errors.New("manager: lock acquired, but its previous holder died holding it")
+	// It is lock.ErrOwnerDied, as are the next three for their lock
+	// package namesakes.
+	ErrOwnerDied = lock.ErrOwnerDied
 	// ErrNotOwner is returned by RLock.Release, Condition.Wait and
 	// Condition.Notify from a process that does not hold the lock.
-	ErrNotOwner = errors.New("manager: lock not held by this process")
+	ErrNotOwner = lock.ErrNotOwner
 	// ErrTooManyReleases is returned by Release of an unlocked Lock and by
 	// a BoundedSemaphore released above its initial value.
-	ErrTooManyReleases = errors.New("manager: released too many times")
+	ErrTooManyReleases = lock.ErrTooManyReleases
 	// ErrBroken is returned by Barrier.Wait on a broken barrier (aborted,
 	// reset while waiting, or a party's wait ended early).
-	ErrBroken = errors.New("manager: barrier broken")
+	ErrBroken = lock.ErrBroken
 
 	// ErrNoType is returned by NewObject for a type name never passed to
 	// Register in the server's binary.
