@@ -89,8 +89,10 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 						fmt.Sprintf("pool: cannot encode the result %T: %v", r, eerr), "")
 				}
 			}
-			rt.scratch = rec
 			rt.end(sp.job, idx, rec)
+			if cap(rec) <= 1<<20 {
+				rt.scratch = rec // reused; a huge one is left to the GC
+			}
 		}
 	}
 	tasksMu.Lock()
