@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/mpgo/multiprocessing/pool"
+	"github.com/mpgo/multiprocessing/process"
 )
 
 // Tasks are registered at package level, so that every worker has them.
@@ -106,4 +107,30 @@ func ExampleWorkerDiedError() {
 	// task 2: worker exited with code 3
 	// 40 <nil>
 	// 50 <nil>
+}
+
+// Each worker runs the initializer once, before its first task (Python's
+// initializer and initargs); tasks then use what it set up.
+var (
+	greeting    string
+	setGreeting = process.Register("example.setGreeting", func(ctx context.Context, g string) error {
+		greeting = g
+		return nil
+	})
+	greet = pool.Register("example.greet", func(ctx context.Context, name string) (string, error) {
+		return greeting + ", " + name, nil
+	})
+)
+
+func ExampleInitializer() {
+	ctx := context.Background()
+	p, err := pool.New(pool.Workers(2), pool.Initializer(setGreeting, "hello"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() { p.Close(); p.Join(ctx) }()
+
+	fmt.Println(pool.Map(ctx, p, greet, []string{"ann", "bob"}))
+	// Output: [hello, ann hello, bob] <nil>
 }
