@@ -69,12 +69,14 @@ type core struct {
 	lostSeen atomic.Int64
 
 	// Sending side (send.go), guarded by smu.
-	smu      sync.Mutex
-	outbox   []*outItem
-	flushing bool // a flusher goroutine owns the writes
-	written  atomic.Uint64
-	abandon  atomic.Bool
-	registry bool // listed in pendingCores
+	smu        sync.Mutex
+	outbox     []outEntry
+	arena      []byte       // where small buffered packets are packed
+	pendingOut atomic.Int64 // items buffered and not yet written (outbox and the flusher's batch)
+	flushing   bool         // a flusher goroutine owns the writes
+	written    atomic.Uint64
+	abandon    atomic.Bool
+	registry   bool // listed in pendingCores
 
 	// Owned by whoever writes (the flusher, or Put while !flushing).
 	writer   uint64 // random: identifies this process's large items
@@ -222,9 +224,8 @@ func (c *core) flushOnClose() int {
 			time.Sleep(time.Millisecond)
 			c.smu.Lock()
 		}
-		n := len(c.outbox)
 		c.smu.Unlock()
-		return n
+		return int(c.pendingOut.Load())
 	}
 	return 0
 }

@@ -50,10 +50,7 @@ func flushAtExit() {
 		}
 		if err := c.flush(context.Background(), c.opts.flushTimeout); err != nil {
 			c.abandon.Store(true)
-			c.smu.Lock()
-			n := len(c.outbox)
-			c.smu.Unlock()
-			if n > 0 {
+			if n := c.pendingOut.Load(); n > 0 {
 				fmt.Fprintf(os.Stderr, "queue: process %d exits with %d items it put never written to its %s: no process read it for %v\n",
 					os.Getpid(), n, c.kind, c.opts.flushTimeout)
 			}

@@ -12,16 +12,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// outItem is an item waiting in this process's outbox for the flusher.
-type outItem struct {
-	pkt   []byte // small: the whole packet; large: the encoded item
+// outEntry is an item waiting in this process's outbox for the flusher.
+type outEntry struct {
+	pkt   []byte // small: the whole packet (in an arena chunk); large: the encoded item
 	large bool
-	// Simple's synchronous Put waits on done and may cancel an item the
-	// flusher has not started.
-	done     chan error
-	started  bool // set by the flusher (under smu) when it takes the item
-	canceled atomic.Bool
+	sp    *syncPut // Simple's synchronous Put waits on it; nil otherwise
 }
+
+// syncPut is how a synchronous Put (Simple) and the flusher agree on an
+// item's fate: the flusher moves it from queued to started before writing
+// it, the Put from queued to canceled when its ctx ends first.
+type syncPut struct {
+	state    atomic.Int32 // spQueued, spStarted, spCanceled
+	canceled atomic.Bool  // the Put gave up while the item was being written
+	done     chan error
+}
+
+const (
+	spQueued int32 = iota
+	spStarted
+	spCanceled
+)
+
+// arenaSize is the chunk small buffered packets are packed into: no
+// allocation per buffered item, which matters when a fast producer buffers
+// hundreds of thousands of them.
+const arenaSize = 64 << 10
 
 // errCanceled: the flusher dropped an item its Put gave up on.
 var errCanceled = errors.New("queue: put canceled")
@@ -32,9 +48,9 @@ var errAbandoned = errors.New("queue: flush abandoned")
 func wakeAll(w *atomic.Uint32) { shm.Wake(w, 1<<30) }
 
 // put enqueues one encoded item. pkt is the packet (kind byte and encoding)
-// when small, the encoding alone when large; it is copied if kept. Queue and
-// Joinable return once the item is written or buffered; Simple (sync) waits
-// until it is written or ctx ends.
+// when small, the encoding alone when large (then it is kept, not copied).
+// Queue and Joinable return once the item is written or buffered; Simple
+// waits until it is written or ctx ends.
 func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 	if !c.enter() {
 		return ErrClosed
@@ -45,16 +61,13 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 		return err
 	}
 	if err := c.reserve(ctx, s, block); err != nil {
-		if err == ErrFull {
-			return err
-		}
-		if err == ErrClosed {
+		if err == ErrFull || err == ErrClosed {
 			return err
 		}
 		return fmt.Errorf("queue: put: %w", err)
 	}
 	c.smu.Lock()
-	if !large && !c.flushing && len(c.outbox) == 0 {
+	if !large && !c.flushing {
 		// The fast path: the pipe has room and nothing of ours is
 		// waiting, so the item is in the pipe when Put returns.
 		err := writePacket(c.mw, pkt)
@@ -69,50 +82,48 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 			return fmt.Errorf("queue: put: %w", err)
 		}
 	}
-	it := &outItem{pkt: append([]byte(nil), pkt...), large: large}
-	if c.kind == kindSimple {
-		it.done = make(chan error, 1)
+	e := outEntry{pkt: pkt, large: large}
+	if !large {
+		if cap(c.arena)-len(c.arena) < len(pkt) {
+			c.arena = make([]byte, 0, arenaSize)
+		}
+		n := len(c.arena)
+		c.arena = append(c.arena, pkt...)
+		e.pkt = c.arena[n:len(c.arena):len(c.arena)]
 	}
-	c.outbox = append(c.outbox, it)
+	if c.kind == kindSimple {
+		e.sp = &syncPut{done: make(chan error, 1)}
+	}
+	c.outbox = append(c.outbox, e)
+	c.pendingOut.Add(1)
 	c.startFlusherLocked()
 	c.smu.Unlock()
-	if it.done == nil {
+	if e.sp == nil {
 		return nil
 	}
 	select {
-	case err := <-it.done:
+	case err := <-e.sp.done:
 		return wrapPut(err)
 	case <-ctx.Done():
 	case <-c.closing:
 	}
-	// Give up: drop the item if the flusher has not started it, else ask it
-	// to stop and wait for the verdict (a large item stops at once and is
-	// left torn; a small one is a single write).
-	c.smu.Lock()
-	if !it.started {
-		for i, o := range c.outbox {
-			if o == it {
-				c.outbox = append(c.outbox[:i], c.outbox[i+1:]...)
-				break
-			}
-		}
-		c.smu.Unlock()
-		c.unreserve(s)
+	giveUp := func() error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("queue: put: %w", ctx.Err())
 		}
 		return ErrClosed
 	}
-	c.smu.Unlock()
-	it.canceled.Store(true)
-	err = <-it.done
-	if err == errCanceled {
-		if ctx.Err() != nil {
-			return fmt.Errorf("queue: put: %w", ctx.Err())
-		}
-		return ErrClosed
+	if e.sp.state.CompareAndSwap(spQueued, spCanceled) {
+		// The flusher will skip it (and uncount it).
+		return giveUp()
 	}
-	return wrapPut(err) // it was written after all
+	// Being written: a large item stops at once and is left torn, a small
+	// one is a single write. Wait for the verdict.
+	e.sp.canceled.Store(true)
+	if err := <-e.sp.done; err != errCanceled {
+		return wrapPut(err) // it was written after all
+	}
+	return giveUp()
 }
 
 func wrapPut(err error) error {
@@ -136,10 +147,12 @@ func (c *core) startFlusherLocked() {
 
 // flusher writes the outbox in order, waiting for room as long as it takes,
 // and keeps the writer lock until the chunk pipe is drained after a large
-// item. It exits when there is nothing left, or when Close abandons the
-// flush.
+// item. It takes the outbox a batch at a time, so that a producer appending
+// and the flusher writing meet on the mutex once per batch, not per item.
+// It exits when there is nothing left, or when Close abandons the flush.
 func (c *core) flusher() {
 	s := c.slot.Load()
+	var batch []outEntry
 	for {
 		c.smu.Lock()
 		if len(c.outbox) == 0 {
@@ -149,50 +162,50 @@ func (c *core) flusher() {
 				continue
 			}
 			c.flushing = false
+			c.arena = nil
 			c.smu.Unlock()
 			return
 		}
-		it := c.outbox[0]
-		it.started = true
+		batch, c.outbox = c.outbox, batch[:0]
 		c.smu.Unlock()
-
-		err := c.writeItem(it)
-		if err == errAbandoned {
-			c.smu.Lock()
-			c.flushing = false
-			c.smu.Unlock()
-			if c.wHeld {
-				c.releaseW()
+		for i := range batch {
+			e := &batch[i]
+			err := errCanceled
+			if e.sp == nil || e.sp.state.CompareAndSwap(spQueued, spStarted) {
+				err = c.writeEntry(e)
 			}
-			return
-		}
-		c.smu.Lock()
-		c.outbox[0] = nil
-		c.outbox = c.outbox[1:]
-		if len(c.outbox) == 0 {
-			c.outbox = nil
-		}
-		c.smu.Unlock()
-		switch err {
-		case nil:
-			s.putPend.Add(-1)
-		case errCanceled:
-			c.unreserve(*s)
-		default:
-			// A pipe error (the descriptors are gone): the item is lost;
-			// uncount it so that the queue does not shrink.
-			c.unreserve(*s)
-		}
-		c.written.Add(1)
-		if it.done != nil {
-			it.done <- err
+			if err == errAbandoned {
+				// Put the rest back for Close to count.
+				c.smu.Lock()
+				c.outbox = append(batch[i:], c.outbox...)
+				c.flushing = false
+				c.smu.Unlock()
+				if c.wHeld {
+					c.releaseW()
+				}
+				return
+			}
+			switch err {
+			case nil:
+				s.putPend.Add(-1)
+			default:
+				// Canceled, or a pipe error (the descriptors are gone):
+				// uncount the item so that the queue does not shrink.
+				c.unreserve(*s)
+			}
+			c.pendingOut.Add(-1)
+			c.written.Add(1)
+			if e.sp != nil {
+				e.sp.done <- err
+			}
+			*e = outEntry{}
 		}
 	}
 }
 
-// writeItem writes one item, waiting for room. It returns nil once the item
-// is entirely in the pipes.
-func (c *core) writeItem(it *outItem) error {
+// writeEntry writes one item, waiting for room. It returns nil once the
+// item is entirely in the pipes.
+func (c *core) writeEntry(it *outEntry) error {
 	if !it.large {
 		for {
 			if c.draining {
@@ -205,7 +218,7 @@ func (c *core) writeItem(it *outItem) error {
 			if c.abandon.Load() {
 				return errAbandoned
 			}
-			if it.canceled.Load() {
+			if it.canceledWhileWriting() {
 				return errCanceled
 			}
 			c.waitFor(c.mw, unix.POLLOUT)
@@ -284,7 +297,7 @@ func (c *core) releaseW() {
 // the chunk pipe holds one item at a time and a reader can tell "more
 // chunks are coming" (lockW held, its item) from "nothing is coming" (lockW
 // free: the writer finished or died).
-func (c *core) writeLarge(it *outItem) error {
+func (c *core) writeLarge(it *outEntry) error {
 	d := 20 * time.Microsecond
 	for {
 		if c.draining {
@@ -293,7 +306,7 @@ func (c *core) writeLarge(it *outItem) error {
 		if c.abandon.Load() {
 			return errAbandoned
 		}
-		if it.canceled.Load() {
+		if it.canceledWhileWriting() {
 			return errCanceled
 		}
 		if !c.wHeld {
@@ -332,7 +345,7 @@ func (c *core) writeLarge(it *outItem) error {
 		if c.abandon.Load() {
 			return abort(errAbandoned)
 		}
-		if it.canceled.Load() {
+		if it.canceledWhileWriting() {
 			return abort(errCanceled)
 		}
 		c.waitFor(c.mw, unix.POLLOUT)
@@ -353,7 +366,7 @@ func (c *core) writeLarge(it *outItem) error {
 			if c.abandon.Load() {
 				return abort(errAbandoned)
 			}
-			if it.canceled.Load() {
+			if it.canceledWhileWriting() {
 				return abort(errCanceled)
 			}
 			c.stallCheck()
@@ -364,3 +377,5 @@ func (c *core) writeLarge(it *outItem) error {
 	c.drain.bytes, c.drain.since = -1, time.Now()
 	return nil
 }
+
+func (e *outEntry) canceledWhileWriting() bool { return e.sp != nil && e.sp.canceled.Load() }
