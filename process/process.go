@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,7 +60,9 @@ func WithStdout(w io.Writer) Option { return optFunc(func(o *options) { o.stdout
 // The last 4 KiB also land in ExitError.Stderr.
 func WithStderr(w io.Writer) Option { return optFunc(func(o *options) { o.stderr = w }) }
 
-// WithEnv adds "KEY=VALUE" entries to the environment the child inherits.
+// WithEnv adds "KEY=VALUE" entries to the environment the child inherits;
+// an entry replaces an inherited variable of the same name. Start rejects
+// an entry that is not KEY=VALUE or holds a NUL byte.
 func WithEnv(kv ...string) Option {
 	return optFunc(func(o *options) { o.env = append(o.env, kv...) })
 }
@@ -135,6 +138,11 @@ func (p *Process) Start() error {
 	}
 	if _, ok := lookup(p.fn); !ok {
 		return fmt.Errorf("process: function %q is not registered", p.fn)
+	}
+	for _, kv := range p.opts.env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("process: start %s: invalid environment entry %q: want KEY=VALUE without NUL bytes", p.opts.name, kv)
+		}
 	}
 	arg, files, err := p.encode()
 	if err != nil {

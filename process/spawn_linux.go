@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -141,8 +142,7 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	for _, fd := range handles {
 		files = append(files, uintptr(fd))
 	}
-	env := append(os.Environ(), o.env...)
-	env = append(env, EnvBootstrap+"=3")
+	env := mergeEnv(os.Environ(), o.env, []string{EnvBootstrap + "=3"})
 	pidfd := -1
 	attr := &syscall.ProcAttr{
 		Env:   env,
@@ -179,6 +179,30 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 		proc.signal(syscall.SIGKILL)
 	}
 	return proc, nil
+}
+
+// mergeEnv concatenates environment lists, a later entry for a key
+// replacing an earlier one (as os/exec does). A plain concatenation would
+// not do: when a key appears twice, the child's os.Getenv returns the
+// first, so WithEnv could not override an inherited variable.
+func mergeEnv(lists ...[]string) []string {
+	var out []string
+	index := map[string]int{}
+	for _, l := range lists {
+		for _, kv := range l {
+			k, _, ok := strings.Cut(kv, "=")
+			if !ok {
+				continue // not KEY=VALUE: os.Environ never returns such entries
+			}
+			if i, dup := index[k]; dup {
+				out[i] = kv
+				continue
+			}
+			index[k] = len(out)
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func pidfdUnsupported(err error) bool {
