@@ -104,8 +104,14 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 		return nil, err
 	}
 	proc := &osProc{boot: sp[0]}
+	// Our copy of the child's end is closed as soon as the child has it
+	// (below), and on every early return.
 	childBoot := sp[1]
-	defer unix.Close(childBoot)
+	defer func() {
+		if childBoot >= 0 {
+			unix.Close(childBoot)
+		}
+	}()
 
 	var closeAfter []int
 	defer func() {
@@ -161,6 +167,11 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 			pid, err = syscall.ForkExec(selfPath(), os.Args, attr)
 		}
 	})
+	// Close our copy of the child's end before writing the bootstrap: if
+	// the child dies before reading it all, the write then fails with EPIPE
+	// instead of blocking forever on a socket that we keep open ourselves.
+	unix.Close(childBoot)
+	childBoot = -1
 	if err != nil {
 		releaseSpawn()
 		unix.Close(sp[0])
@@ -173,8 +184,8 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	} else {
 		proc.exited = make(chan struct{})
 	}
-	// The bootstrap fits the socket buffer only when small; write it from a
-	// goroutine-free blocking call: the child is reading it right away.
+	// A large bootstrap does not fit the socket buffer: the write blocks
+	// until the child, which reads it first thing, has taken it.
 	if err := writeMsg(sp[0], b); err != nil {
 		proc.signal(syscall.SIGKILL)
 	}
