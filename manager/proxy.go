@@ -184,6 +184,10 @@ func (p *proxy) bind(ctx context.Context) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.closed.Load() { // closed meanwhile: give the reference back
+		cl.settle(rep.grants)
+		return nil, ErrClosed
+	}
 	p.attach(cl)
 	cl.settle(rep.grants)
 	return cl, nil
@@ -191,7 +195,12 @@ func (p *proxy) bind(ctx context.Context) (*client, error) {
 
 // close drops this proxy's reference. Idempotent.
 func (p *proxy) close() error {
-	if p == nil || p.closed.Swap(true) {
+	if p == nil {
+		return nil
+	}
+	p.bindMu.Lock()
+	defer p.bindMu.Unlock()
+	if p.closed.Swap(true) {
 		return nil
 	}
 	if cl := p.cl.Load(); cl != nil {
@@ -201,9 +210,10 @@ func (p *proxy) close() error {
 	return nil
 }
 
-// call runs one operation on the object: r is built by build (which gets
-// the client, so that values encoded inside know where they go). done must
-// be called by the caller after it has decoded the reply.
+// call runs one operation on the object; build encodes its arguments into
+// the request (whose writer knows the client, so that proxies encoded
+// inside know where they are going). The caller decodes the reply's value
+// with the returned client, then settles its grants (decodeAs does both).
 func (p *proxy) call(ctx context.Context, o op, nargs int, mode callMode, build func(r *request) error) (reply, *client, error) {
 	cl, err := p.client(ctx)
 	if err != nil {
