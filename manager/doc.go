@@ -123,10 +123,16 @@
 //     one owner, so an RLock does not exclude them from each other.
 //   - A Dict key may not hold a proxy; two Go types that encode alike are
 //     the same key.
-//   - A plain call whose ctx ends still waits up to 2 s for the server's
-//     answer (so that its effect is not misreported), then returns ctx's
-//     error; a server that stops answering without closing its
-//     connections (stopped, not dead) is not detected otherwise.
+//   - A call whose ctx ends still waits for the server's answer (a
+//     blocking call after asking the server to cancel it), so that no
+//     effect goes unreported; a server silent for 10 s after that is
+//     presumed hung (stopped, not dead) and the connection is closed:
+//     the call returns ctx's error and ErrDisconnected.
+//   - Not wire-compatible with Python's managers (which speak pickle);
+//     only the authkey handshake is Python's.
+//   - A started server dies with this process, but if this process is
+//     killed by SIGKILL its socket directory stays in the temporary
+//     directory (empty but for a dead socket).
 //   - Arguments and results of Proxy.Call are plain values; proxies inside
 //     them are not supported. Methods of one registered object run one at
 //     a time.

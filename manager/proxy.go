@@ -375,11 +375,17 @@ func unregisterClient(c *client) {
 func lookupClient(ctx context.Context, r *ref) (*client, error) {
 	registry.Lock()
 	defer registry.Unlock()
+	live := registry.clients[r.server][:0]
 	for _, c := range registry.clients[r.server] {
 		if c.failure() == nil {
-			return c, nil
+			live = append(live, c)
 		}
 	}
+	if len(live) > 0 {
+		registry.clients[r.server] = live
+		return live[0], nil
+	}
+	delete(registry.clients, r.server)
 	key := r.authkey
 	if key == nil {
 		key = process.AuthKey()
