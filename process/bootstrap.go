@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/sys/unix"
@@ -33,6 +35,9 @@ const (
 	protocolVersion  = 1
 	maxBootstrapSize = 1 << 30
 	maxReportSize    = 1 << 20
+	// maxReportMessage bounds the error text a child reports; a longer
+	// one keeps its head and its tail (where a panic's stack ends).
+	maxReportMessage = 64 << 10
 )
 
 type bootstrap struct {
@@ -53,14 +58,28 @@ type report struct {
 	Message string
 }
 
-func writeMsg(fd int, v any) error {
+// encodeMsg frames v: a 4-byte big-endian length and the msgpack body.
+func encodeMsg(v any) ([]byte, error) {
 	b, err := msgpack.Marshal(v)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if uint64(len(b)) > math.MaxUint32 {
+		return nil, fmt.Errorf("message of %d bytes over the limit", len(b))
 	}
 	out := make([]byte, 4+len(b))
 	binary.BigEndian.PutUint32(out, uint32(len(b)))
 	copy(out[4:], b)
+	return out, nil
+}
+
+// writeMsg writes one framed message to a blocking descriptor (the child's
+// end of the bootstrap socket).
+func writeMsg(fd int, v any) error {
+	out, err := encodeMsg(v)
+	if err != nil {
+		return err
+	}
 	for len(out) > 0 {
 		n, err := unix.Write(fd, out)
 		if err == unix.EINTR || err == unix.EAGAIN {
@@ -150,4 +169,19 @@ func selfPath() string {
 		return os.Args[0]
 	}
 	return p
+}
+
+// clipMessage shortens s to about max bytes, keeping its head and its tail.
+func clipMessage(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	head, tail := max/2, len(s)-max/2
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return s[:head] + fmt.Sprintf("\n\n[... %d bytes elided ...]\n\n", tail-head) + s[tail:]
 }

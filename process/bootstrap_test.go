@@ -3,6 +3,8 @@ package process_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,4 +38,28 @@ func TestStartChildDiesBeforeReadingLargeArgument(t *testing.T) {
 	var ee *process.ExitError
 	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
 	assert.NotEqual(t, 0, ee.Code)
+}
+
+// A function whose error text is larger than the bootstrap socket's buffer
+// must not deadlock the child (blocked writing its report) against the
+// parent (waiting for the child to exit before reading the report).
+func TestLargeErrorMessage(t *testing.T) {
+	msg := strings.Repeat("x", 1<<20)
+	p := process.New(fail, msg)
+	require.NoError(t, p.Start())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := p.Join(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		p.Kill()
+		p.Join(ctxT(t))
+		t.Fatal("Join hung: the child blocked writing a large error report")
+	}
+	var ee *process.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 1, ee.Code)
+	assert.True(t, strings.HasPrefix(ee.Message, "xxxx"), "the head of the message arrives")
+	assert.True(t, strings.HasSuffix(ee.Message, "xxxx"), "and its tail")
+	assert.Contains(t, ee.Message, "bytes elided")
+	assert.Less(t, len(ee.Message), 100<<10, "a huge message is clipped")
 }

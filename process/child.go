@@ -108,7 +108,7 @@ func runChild(fd int) int {
 	Shutdown(sctx)
 	cancel()
 	if err != nil {
-		writeMsg(fd, report{Kind: "error", Message: err.Error()})
+		writeMsg(fd, report{Kind: "error", Message: clipMessage(err.Error(), maxReportMessage)})
 		return 1
 	}
 	return 0

@@ -178,7 +178,7 @@ func (p *Process) Start() error {
 func (p *Process) wait() {
 	st := p.os.wait()
 	p.os.finish()
-	msg, started := p.os.readReports()
+	msg, started := p.os.reports()
 	p.mu.Lock()
 	p.code = st.code
 	p.signal = st.signal

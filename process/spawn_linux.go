@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,14 +18,19 @@ import (
 
 // osProc is a started child: its pidfd (or pid where the kernel has no
 // pidfds), the parent's end of the bootstrap socket, and the goroutines
-// copying its output.
+// copying its output and collecting its reports.
 type osProc struct {
 	pid        int
 	pidfd      *os.File // nil without pidfd support
-	boot       int      // parent's end of the bootstrap socket
+	boot       *os.File // parent's end of the bootstrap socket (in the poller)
 	copies     sync.WaitGroup
 	stderrTail *tailBuffer
 	exited     chan struct{} // fallback path: closed when wait4 returned
+
+	// What the child reported, valid once reported is closed.
+	reported chan struct{}
+	message  string
+	started  bool
 
 	mu   sync.Mutex
 	dead bool
@@ -93,6 +100,10 @@ func nullFD() (int, error) {
 }
 
 func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
+	msg, err := encodeMsg(b)
+	if err != nil {
+		return nil, err
+	}
 	null, err := nullFD()
 	if err != nil {
 		return nil, err
@@ -103,7 +114,14 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc := &osProc{boot: sp[0]}
+	// Our end goes through the runtime poller: neither writing a large
+	// bootstrap nor waiting for reports holds a thread.
+	if err := unix.SetNonblock(sp[0], true); err != nil {
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+		return nil, err
+	}
+	proc := &osProc{boot: os.NewFile(uintptr(sp[0]), "bootstrap"), reported: make(chan struct{})}
 	// Our copy of the child's end is closed as soon as the child has it
 	// (below), and on every early return.
 	childBoot := sp[1]
@@ -131,14 +149,14 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	}
 	stdout, err := outputFD(o.stdout, os.Stdout, stdoutTail, &proc.copies, &closeAfter)
 	if err != nil {
-		unix.Close(sp[0])
+		proc.boot.Close()
 		return nil, err
 	}
 	stderr := stdout
 	if !same {
 		stderr, err = outputFD(o.stderr, os.Stderr, proc.stderrTail, &proc.copies, &closeAfter)
 		if err != nil {
-			unix.Close(sp[0])
+			proc.boot.Close()
 			return nil, err
 		}
 	}
@@ -174,7 +192,7 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	childBoot = -1
 	if err != nil {
 		releaseSpawn()
-		unix.Close(sp[0])
+		proc.boot.Close()
 		return nil, err
 	}
 	proc.pid = pid
@@ -184,11 +202,12 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	} else {
 		proc.exited = make(chan struct{})
 	}
-	// A large bootstrap does not fit the socket buffer: the write blocks
+	// A large bootstrap does not fit the socket buffer: the write waits
 	// until the child, which reads it first thing, has taken it.
-	if err := writeMsg(sp[0], b); err != nil {
+	if _, err := proc.boot.Write(msg); err != nil {
 		proc.signal(syscall.SIGKILL)
 	}
+	go proc.collectReports()
 	return proc, nil
 }
 
@@ -358,33 +377,105 @@ func (p *osProc) wait() exitStatus {
 	return exitStatus{code: -1}
 }
 
-// finish waits for the output copies and releases the pidfd and the
-// spawner thread.
+// finish runs once the child is reaped: it waits for the output copies
+// and the reports, and releases the descriptors and the spawner thread.
 func (p *osProc) finish() {
 	releaseSpawn()
+	// Everything the child wrote is now buffered in our end of the
+	// bootstrap socket. The deadline makes the reader take that and stop,
+	// even if some other process (one that inherited the child's end)
+	// keeps the socket open.
+	p.boot.SetReadDeadline(time.Now())
 	p.copies.Wait()
+	<-p.reported
+	p.boot.Close()
 	if p.pidfd != nil {
 		p.pidfd.Close()
 	}
 }
 
-// readReports reads what the child reported on the bootstrap socket, now
-// that it has exited, and closes the parent's end.
-func (p *osProc) readReports() (message string, started bool) {
-	defer unix.Close(p.boot)
-	r := fdReader(p.boot)
+// collectReports reads what the child reports on the bootstrap socket
+// while it runs. Reading as it comes, rather than after the exit, matters:
+// a report larger than the socket buffer would otherwise block the child
+// in its write while we wait for it to exit.
+func (p *osProc) collectReports() {
+	defer close(p.reported)
+	var buf cappedBuffer
+	buf.max = 2 * maxReportSize // more than a well-behaved child sends
+	copyUntilExit(&buf, p.boot, buf.max)
+	r := bytes.NewReader(buf.b)
 	for {
 		var rep report
 		if err := readMsg(r, &rep, maxReportSize); err != nil {
-			return message, started
+			return
 		}
 		switch rep.Kind {
 		case "started":
-			started = true
+			p.started = true
 		case "error":
-			message = rep.Message
+			p.message = rep.Message
 		}
 	}
+}
+
+// reports returns what the child reported; finish must have returned.
+func (p *osProc) reports() (message string, started bool) {
+	<-p.reported
+	return p.message, p.started
+}
+
+// copyUntilExit copies f into w until end of file. Once f's read deadline
+// has passed (finish sets it when the child is reaped), it takes what is
+// already buffered, at most limit bytes, and returns.
+func copyUntilExit(w io.Writer, f *os.File, limit int) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			w.Write(buf[:n])
+		}
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+		// Read no longer reads past the deadline; read the rest directly,
+		// without waiting: what is not there now came from someone else.
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return
+		}
+		for limit > 0 {
+			var n int
+			var rerr error
+			cerr := rc.Control(func(fd uintptr) {
+				n, rerr = unix.Read(int(fd), buf[:min(len(buf), limit)])
+			})
+			if rerr == unix.EINTR {
+				continue
+			}
+			if cerr != nil || rerr != nil || n <= 0 {
+				return
+			}
+			w.Write(buf[:n])
+			limit -= n
+		}
+		return
+	}
+}
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest.
+type cappedBuffer struct {
+	b   []byte
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.max - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(len(p), room)]...)
+	}
+	return len(p), nil
 }
 
 func (p *osProc) signal(sig syscall.Signal) error {
