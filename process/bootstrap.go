@@ -30,15 +30,19 @@ const (
 	// bootstrap waits.
 	EnvBootstrap = "MPGO_BOOTSTRAP_FD"
 
-	bootstrapFD      = 3
-	firstHandleFD    = 4
-	protocolVersion  = 1
-	maxBootstrapSize = 1 << 30
-	maxReportSize    = 1 << 20
+	bootstrapFD     = 3
+	firstHandleFD   = 4
+	protocolVersion = 1
+	maxReportSize   = 1 << 20
 	// maxReportMessage bounds the error text a child reports; a longer
 	// one keeps its head and its tail (where a panic's stack ends).
 	maxReportMessage = 64 << 10
 )
+
+// maxBootstrapSize is the largest bootstrap (the encoded argument and a few
+// fields) a child accepts; Start refuses a larger one. A variable only so
+// that a test can lower it.
+var maxBootstrapSize = 1 << 30
 
 type bootstrap struct {
 	Version   int

@@ -3,6 +3,7 @@ package process
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"reflect"
@@ -103,6 +104,10 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	msg, err := encodeMsg(b)
 	if err != nil {
 		return nil, err
+	}
+	if len(msg)-4 > maxBootstrapSize {
+		// The child would refuse it, with a misleading message.
+		return nil, fmt.Errorf("the argument takes %d bytes encoded, over the limit of %d", len(b.Arg), maxBootstrapSize)
 	}
 	null, err := nullFD()
 	if err != nil {
