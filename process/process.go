@@ -53,7 +53,8 @@ func WithName(name string) Option { return optFunc(func(o *options) { o.name = n
 func WithDaemon() Option { return optFunc(func(o *options) { o.daemon = true }) }
 
 // WithStdout sends the child's standard output to w (default: the parent's).
-// Everything the child wrote is in w by the time Join returns.
+// Everything the child wrote is in w by the time Join returns. If w returns
+// an error it is not written to again; the child is not disturbed.
 func WithStdout(w io.Writer) Option { return optFunc(func(o *options) { o.stdout = w }) }
 
 // WithStderr sends the child's standard error to w (default: the parent's).

@@ -285,17 +285,36 @@ func outputFD(w io.Writer, def *os.File, tail *tailBuffer, wg *sync.WaitGroup, c
 	}
 	unix.CloseOnExec(wfd)
 	*closeAfter = append(*closeAfter, wfd)
-	var dst io.Writer = w
-	if tail != nil {
-		dst = io.MultiWriter(w, tail)
-	}
+	sink := &outputSink{w: w, tail: tail}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		io.Copy(dst, r)
+		io.Copy(sink, r)
 		r.Close()
 	}()
 	return wfd, nil
+}
+
+// outputSink is where the copy of a child's output goes: w, and the tail
+// kept for ExitError. A w that fails is not written to again, but the
+// copy goes on: stopping it would close the pipe and kill the child with
+// SIGPIPE at its next write, for a fault that is not its own.
+type outputSink struct {
+	w      io.Writer
+	tail   *tailBuffer
+	failed bool
+}
+
+func (s *outputSink) Write(b []byte) (int, error) {
+	if !s.failed {
+		if _, err := s.w.Write(b); err != nil {
+			s.failed = true
+		}
+	}
+	if s.tail != nil {
+		s.tail.Write(b)
+	}
+	return len(b), nil
 }
 
 func rawOf(f *os.File) uintptr {
