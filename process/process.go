@@ -54,7 +54,9 @@ func WithDaemon() Option { return optFunc(func(o *options) { o.daemon = true }) 
 
 // WithStdout sends the child's standard output to w (default: the parent's).
 // Everything the child wrote is in w by the time Join returns. If w returns
-// an error it is not written to again; the child is not disturbed.
+// an error it is not written to again; the child is not disturbed. Output
+// that a grandchild which inherited the descriptor writes after the child
+// has exited is dropped: Join does not wait for such a process.
 func WithStdout(w io.Writer) Option { return optFunc(func(o *options) { o.stdout = w }) }
 
 // WithStderr sends the child's standard error to w (default: the parent's).

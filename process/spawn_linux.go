@@ -24,7 +24,8 @@ type osProc struct {
 	pid        int
 	pidfd      *os.File // nil without pidfd support
 	boot       *os.File // parent's end of the bootstrap socket (in the poller)
-	copies     sync.WaitGroup
+	outputs    []*os.File     // read ends of the pipes carrying captured output
+	copies     sync.WaitGroup // the goroutines copying outputs
 	stderrTail *tailBuffer
 	exited     chan struct{} // fallback path: closed when wait4 returned
 
@@ -152,14 +153,14 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	if same {
 		stdoutTail = proc.stderrTail
 	}
-	stdout, err := outputFD(o.stdout, os.Stdout, stdoutTail, &proc.copies, &closeAfter)
+	stdout, err := proc.outputFD(o.stdout, os.Stdout, stdoutTail, &closeAfter)
 	if err != nil {
 		proc.boot.Close()
 		return nil, err
 	}
 	stderr := stdout
 	if !same {
-		stderr, err = outputFD(o.stderr, os.Stderr, proc.stderrTail, &proc.copies, &closeAfter)
+		stderr, err = proc.outputFD(o.stderr, os.Stderr, proc.stderrTail, &closeAfter)
 		if err != nil {
 			proc.boot.Close()
 			return nil, err
@@ -257,7 +258,7 @@ func sameWriter(a, b io.Writer) bool {
 // program or the testing package may have redirected), the file's when w
 // is an *os.File, else a pipe whose read end is copied into w (and tail) by
 // a goroutine.
-func outputFD(w io.Writer, def *os.File, tail *tailBuffer, wg *sync.WaitGroup, closeAfter *[]int) (int, error) {
+func (p *osProc) outputFD(w io.Writer, def *os.File, tail *tailBuffer, closeAfter *[]int) (int, error) {
 	if w == nil {
 		w = def
 	}
@@ -277,7 +278,7 @@ func outputFD(w io.Writer, def *os.File, tail *tailBuffer, wg *sync.WaitGroup, c
 	}
 	// Take the raw write end without os.File.Fd (which would switch it to
 	// blocking mode) and keep it open only until the child has it.
-	wfd, err := unix.Dup(int(rawOf(pw)))
+	wfd, err := unix.Dup(rawOf(pw))
 	pw.Close()
 	if err != nil {
 		r.Close()
@@ -286,10 +287,17 @@ func outputFD(w io.Writer, def *os.File, tail *tailBuffer, wg *sync.WaitGroup, c
 	unix.CloseOnExec(wfd)
 	*closeAfter = append(*closeAfter, wfd)
 	sink := &outputSink{w: w, tail: tail}
-	wg.Add(1)
+	p.outputs = append(p.outputs, r)
+	// After the child's exit, at most a pipe's capacity of its output can
+	// still be buffered.
+	capacity, err := unix.FcntlInt(uintptr(rawOf(r)), unix.F_GETPIPE_SZ, 0)
+	if err != nil || capacity <= 0 {
+		capacity = 1 << 20
+	}
+	p.copies.Add(1)
 	go func() {
-		defer wg.Done()
-		io.Copy(sink, r)
+		defer p.copies.Done()
+		copyUntilExit(sink, r, capacity)
 		r.Close()
 	}()
 	return wfd, nil
@@ -317,10 +325,10 @@ func (s *outputSink) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func rawOf(f *os.File) uintptr {
-	var fd uintptr
+func rawOf(f *os.File) int {
+	fd := -1
 	rc, _ := f.SyscallConn()
-	rc.Control(func(u uintptr) { fd = u })
+	rc.Control(func(u uintptr) { fd = int(u) })
 	return fd
 }
 
@@ -405,11 +413,18 @@ func (p *osProc) wait() exitStatus {
 // and the reports, and releases the descriptors and the spawner thread.
 func (p *osProc) finish() {
 	releaseSpawn()
-	// Everything the child wrote is now buffered in our end of the
-	// bootstrap socket. The deadline makes the reader take that and stop,
-	// even if some other process (one that inherited the child's end)
-	// keeps the socket open.
-	p.boot.SetReadDeadline(time.Now())
+	// Everything the child wrote is now buffered in our ends of its output
+	// pipes and of the bootstrap socket. The deadline makes the readers
+	// take that and stop, even if some other process keeps the other end
+	// open: typically a grandchild started with os/exec that inherited the
+	// child's stdout and outlives it (os/exec's Cmd.Wait hangs on that
+	// unless WaitDelay is set, go.dev/issue/23019). Its later output is
+	// dropped; the pipe's read end is closed.
+	exit := time.Now()
+	for _, r := range p.outputs {
+		r.SetReadDeadline(exit)
+	}
+	p.boot.SetReadDeadline(exit)
 	p.copies.Wait()
 	<-p.reported
 	p.boot.Close()
