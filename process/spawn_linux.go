@@ -22,8 +22,8 @@ import (
 // copying its output and collecting its reports.
 type osProc struct {
 	pid        int
-	pidfd      *os.File // nil without pidfd support
-	boot       *os.File // parent's end of the bootstrap socket (in the poller)
+	pidfd      *os.File       // nil without pidfd support
+	boot       *os.File       // parent's end of the bootstrap socket (in the poller)
 	outputs    []*os.File     // read ends of the pipes carrying captured output
 	copies     sync.WaitGroup // the goroutines copying outputs
 	stderrTail *tailBuffer
