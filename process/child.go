@@ -3,6 +3,7 @@ package process
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -116,13 +117,27 @@ func runChild(fd int) int {
 
 // call runs the function and turns a panic into an error carrying the
 // panic value and the stack.
-func call(ctx context.Context, e entry, arg []byte, files *wire.Files) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v\n\n%s", r, trimStack(debug.Stack()))
-		}
+//
+// The function runs on a goroutine of its own so that runtime.Goexit in it
+// (a library's t.FailNow-like helper, say) ends only that goroutine. On the
+// main goroutine it would leave the process without main and without
+// exit, alive until its parent dies, and Join waiting for it.
+func call(ctx context.Context, e entry, arg []byte, files *wire.Files) error {
+	done := make(chan error, 1)
+	go func() {
+		returned := false
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("panic: %v\n\n%s", r, trimStack(debug.Stack()))
+			} else if !returned {
+				done <- errors.New("process: the function called runtime.Goexit")
+			}
+		}()
+		err := e.run(ctx, arg, files)
+		returned = true
+		done <- err
 	}()
-	return e.run(ctx, arg, files)
+	return <-done
 }
 
 // lifeline exits the process when the parent is gone: its end of the
