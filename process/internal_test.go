@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -35,4 +36,43 @@ func TestBootstrapTooLarge(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "over the limit")
 	assert.Equal(t, 0, p.Pid())
+}
+
+var sleeper = Register("internal.sleep", func(ctx context.Context, ready *pipe.Conn) error {
+	if err := ready.Send(true); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+})
+
+// The path for kernels without pidfds: exit codes, signals, Join.
+func TestWithoutPidfd(t *testing.T) {
+	defer func() { noPidfd = false }()
+	noPidfd = true
+	ctx := context.Background()
+	p := New(takeBytes, []byte("x"))
+	require.NoError(t, p.Start())
+	require.Nil(t, p.os.pidfd)
+	require.NoError(t, p.Join(ctx))
+
+	for _, tc := range []struct {
+		send func(*Process) error
+		code int
+	}{{(*Process).Kill, -9}, {(*Process).Terminate, -15}, {(*Process).Interrupt, 1}} {
+		a, b, err := pipe.Pipe()
+		require.NoError(t, err)
+		p := New(sleeper, b)
+		require.NoError(t, p.Start())
+		b.Close()
+		require.Nil(t, p.os.pidfd)
+		var ok bool
+		require.NoError(t, a.Recv(&ok)) // the function runs: SIGINT finds its handler
+		a.Close()
+		require.NoError(t, tc.send(p))
+		var ee *ExitError
+		require.ErrorAs(t, p.Join(ctx), &ee)
+		assert.Equal(t, tc.code, ee.Code)
+		assert.NoError(t, tc.send(p), "signalling a reaped child is a no-op")
+	}
 }

@@ -27,7 +27,6 @@ type osProc struct {
 	outputs    []*os.File     // read ends of the pipes carrying captured output
 	copies     sync.WaitGroup // the goroutines copying outputs
 	stderrTail *tailBuffer
-	exited     chan struct{} // fallback path: closed when wait4 returned
 
 	// What the child reported, valid once reported is closed.
 	reported chan struct{}
@@ -182,6 +181,9 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 			PidFD:     &pidfd,
 		},
 	}
+	if noPidfd {
+		attr.Sys.PidFD = nil
+	}
 	var pid int
 	onSpawnThread(func() {
 		pid, err = syscall.ForkExec(selfPath(), os.Args, attr)
@@ -205,8 +207,6 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	if pidfd >= 0 {
 		unix.SetNonblock(pidfd, true)
 		proc.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
-	} else {
-		proc.exited = make(chan struct{})
 	}
 	// A large bootstrap does not fit the socket buffer: the write waits
 	// until the child, which reads it first thing, has taken it.
@@ -240,6 +240,10 @@ func mergeEnv(lists ...[]string) []string {
 	}
 	return out
 }
+
+// noPidfd makes spawn use the fallback for kernels without pidfds (before
+// 5.3); only tests set it.
+var noPidfd = false
 
 func pidfdUnsupported(err error) bool {
 	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS)
@@ -355,17 +359,27 @@ const (
 // the runtime poller, so a thousand waiting children cost no threads.
 func (p *osProc) wait() exitStatus {
 	if p.pidfd == nil {
+		// Without a pidfd, wait for the exit without reaping, then reap
+		// under p.mu, which signal holds while it signals the pid: a pid
+		// that was reaped may already belong to another process.
+		var info siginfoChld
+		for {
+			_, _, e := unix.Syscall6(unix.SYS_WAITID, unix.P_PID, uintptr(p.pid),
+				uintptr(unsafe.Pointer(&info)), unix.WEXITED|unix.WNOWAIT, 0, 0)
+			if e != unix.EINTR {
+				break
+			}
+		}
 		var ws unix.WaitStatus
+		p.mu.Lock()
+		p.dead = true
 		for {
 			_, err := unix.Wait4(p.pid, &ws, 0, nil)
 			if err != unix.EINTR {
 				break
 			}
 		}
-		p.mu.Lock()
-		p.dead = true
 		p.mu.Unlock()
-		close(p.exited)
 		if ws.Signaled() {
 			return exitStatus{code: -int(ws.Signal()), signal: ws.Signal()}
 		}
@@ -519,9 +533,8 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 
 func (p *osProc) signal(sig syscall.Signal) error {
 	p.mu.Lock()
-	dead := p.dead
-	p.mu.Unlock()
-	if dead {
+	defer p.mu.Unlock()
+	if p.dead {
 		return nil
 	}
 	if p.pidfd != nil {
@@ -540,8 +553,8 @@ func (p *osProc) signal(sig syscall.Signal) error {
 		}
 		return serr
 	}
-	// Without pidfds the pid stays ours until we reap it, which happens
-	// under p.mu only after dead is set.
+	// Without pidfds the pid stays ours until wait reaps it, which it
+	// does under p.mu after setting dead.
 	err := unix.Kill(p.pid, sig)
 	if errors.Is(err, unix.ESRCH) {
 		return nil
