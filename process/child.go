@@ -103,13 +103,18 @@ func runChild(fd int) int {
 	}
 	err := call(ctx, e, b.Arg, files)
 	files.Close()
+	// Report a failure at once: the work below can take a while (up to a
+	// minute joining children) or end the process (a panicking hook, a
+	// Terminate from an impatient parent), and the text must not be lost.
+	if err != nil {
+		writeMsg(fd, report{Kind: "error", Message: clipMessage(err.Error(), maxReportMessage)})
+	}
 	exithook.Run()
 	// Join the children this worker started, as Python does at exit.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	Shutdown(sctx)
 	cancel()
 	if err != nil {
-		writeMsg(fd, report{Kind: "error", Message: clipMessage(err.Error(), maxReportMessage)})
 		return 1
 	}
 	return 0

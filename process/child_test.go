@@ -1,8 +1,10 @@
 package process_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"github.com/mpgo/multiprocessing/internal/exithook"
 	"runtime"
 	"testing"
 	"time"
@@ -34,4 +36,22 @@ func TestGoexitInFunction(t *testing.T) {
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, 1, ee.Code)
 	assert.Contains(t, ee.Message, "Goexit")
+}
+
+var hookPanics = process.Register("test.hookPanics", func(ctx context.Context, _ struct{}) error {
+	exithook.Register(func() { panic("exit hook failed") })
+	return errors.New("the function's own error")
+})
+
+// The function's error reaches the parent even when the worker dies after
+// the function returned (here in an exit hook; a Terminate while it joins
+// its own children is the same): it is reported before that work starts.
+func TestErrorReportedBeforeExitWork(t *testing.T) {
+	var stderr bytes.Buffer
+	p := process.New(hookPanics, struct{}{}, process.WithStderr(&stderr))
+	var ee *process.ExitError
+	require.ErrorAs(t, run(t, p), &ee)
+	assert.Equal(t, 2, ee.Code, "the hook's panic ends the worker")
+	assert.Equal(t, "the function's own error", ee.Message)
+	assert.Contains(t, stderr.String(), "exit hook failed")
 }
