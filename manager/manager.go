@@ -14,7 +14,9 @@ import (
 	"github.com/mpgo/multiprocessing/process"
 )
 
-// Option configures Start and Serve.
+// Option configures Start and Serve: WithAuthKey and WithAddress apply to
+// Start (Serve takes both as arguments), WithListening to Serve,
+// WithMaxMessageSize to both. An option that does not apply is ignored.
 type Option interface{ apply(*options) }
 
 type options struct {
