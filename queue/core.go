@@ -100,6 +100,10 @@ func ident(writer, seq uint64) uint64 { return writer + seq }
 // while the item being written is the one its marker announced.
 const offWriting = 64
 
+// offTaken (Joinable) counts items taken by any process and not yet marked
+// done: TaskDone beyond it is ErrTaskDone.
+const offTaken = 72
+
 func newCore(k kind, maxsize int, opts []Option) (*core, error) {
 	if maxsize < 0 {
 		maxsize = 0

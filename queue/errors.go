@@ -13,8 +13,8 @@ var (
 	// process has closed. Other processes are unaffected.
 	ErrClosed = errors.New("queue: closed")
 	// ErrTaskDone is returned by TaskDone called more times than items
-	// were put (Python: "task_done() called too many times").
-	ErrTaskDone = errors.New("queue: TaskDone called more times than items were put")
+	// were taken (Python: "task_done() called too many times").
+	ErrTaskDone = errors.New("queue: TaskDone called more times than items were taken")
 	// ErrTaskLost is returned by Join when it returns because the tasks it
 	// waited for were lost with a process that died (a consumer killed
 	// holding an item, a producer killed before its item reached the

@@ -22,8 +22,9 @@ func NewJoinable[T any](maxsize int, opts ...Option) (*Joinable[T], error) {
 	return &Joinable[T]{Queue[T]{c: c}}, nil
 }
 
-// TaskDone marks one task done. It returns ErrTaskDone when called more
-// times than items were put.
+// TaskDone marks one task done: one of the items taken with Get, by this
+// or any other process. It returns ErrTaskDone when called more times than
+// items were taken.
 func (q *Joinable[T]) TaskDone() error {
 	if !q.c.enter() {
 		return ErrClosed

@@ -180,17 +180,22 @@ func TestJoinableLocal(t *testing.T) {
 	for i := range 3 {
 		require.NoError(t, q.Put(ctxT(t), i))
 	}
+	assert.ErrorIs(t, q.TaskDone(), queue.ErrTaskDone, "put but not taken is no task to mark done")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	assert.ErrorIs(t, q.Join(ctx), context.DeadlineExceeded)
 	cancel()
-	for range 3 {
+	_, err = q.Get(ctxT(t))
+	require.NoError(t, err)
+	require.NoError(t, q.TaskDone())
+	assert.ErrorIs(t, q.TaskDone(), queue.ErrTaskDone, "one taken, one done")
+	for range 2 {
 		_, err := q.Get(ctxT(t))
 		require.NoError(t, err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
 	assert.ErrorIs(t, q.Join(ctx), context.DeadlineExceeded, "taken is not done")
 	cancel()
-	for range 3 {
+	for range 2 {
 		require.NoError(t, q.TaskDone())
 	}
 	require.NoError(t, q.Join(ctxT(t)))

@@ -207,6 +207,7 @@ func (c *core) flusher() {
 // item is entirely in the pipes.
 func (c *core) writeEntry(it *outEntry) error {
 	if !it.large {
+		var spinUntil time.Time
 		for {
 			if c.draining {
 				c.checkDrain()
@@ -221,6 +222,16 @@ func (c *core) writeEntry(it *outEntry) error {
 			if it.canceledWhileWriting() {
 				return errCanceled
 			}
+			// The pipe is full. A reader at work frees a packet within
+			// microseconds: retry briefly before sleeping (see spinFor).
+			now := time.Now()
+			if spinUntil.IsZero() {
+				spinUntil = now.Add(spinFor)
+			}
+			if now.Before(spinUntil) {
+				continue
+			}
+			spinUntil = time.Time{}
 			c.waitFor(c.mw, unix.POLLOUT)
 		}
 	}

@@ -77,6 +77,7 @@ func (c *core) slotAt(i int) slot {
 func (c *core) count() *atomic.Int64      { return c.seg.Int64(offCount) }
 func (c *core) unfinished() *atomic.Int64 { return c.seg.Int64(offUnfinished) }
 func (c *core) lost() *atomic.Int64       { return c.seg.Int64(offLost) }
+func (c *core) takenAll() *atomic.Int64   { return c.seg.Int64(offTaken) }
 
 // ownSlot returns this process's slot, claiming one on first use. A slot is
 // claimed by taking its OFD lock byte: a free byte means its last owner
@@ -174,6 +175,9 @@ func (c *core) applyLoss(put, get, taken int64) {
 		c.wakeSpace()
 	}
 	if c.kind == kindJoinable {
+		if taken > 0 {
+			addFloor(c.takenAll(), -taken)
+		}
 		if n := put + get + taken; n > 0 {
 			c.lost().Add(n)
 			if c.unfinished().Add(-n) <= 0 {
@@ -295,6 +299,9 @@ func (c *core) unreserve(s slot) {
 func (c *core) taken(s slot, counts bool) {
 	if c.counted() {
 		if c.kind == kindJoinable && counts {
+			// Shared count first: a death in between leaves one TaskDone
+			// too many allowed rather than one refused.
+			c.takenAll().Add(1)
 			s.taken.Add(1)
 		}
 		c.count().Add(-1)
@@ -309,22 +316,37 @@ func (c *core) taken(s slot, counts bool) {
 	}
 }
 
-// taskDone marks one task done (Joinable).
+// taskDone marks one task done (Joinable): one of the items taken (by any
+// process) and not yet marked done.
 func (c *core) taskDone(s slot) error {
-	u := c.unfinished()
+	if !addFloor(c.takenAll(), -1) {
+		return ErrTaskDone
+	}
+	if t := s.taken.Load(); t > 0 {
+		s.taken.Add(-1)
+	}
+	if c.unfinished().Add(-1) <= 0 {
+		c.wakeJoin()
+	}
+	return nil
+}
+
+// addFloor adds d (< 0) to w unless that would take it below zero, and
+// reports whether it did.
+func addFloor(w *atomic.Int64, d int64) bool {
 	for {
-		n := u.Load()
-		if n <= 0 {
-			return ErrTaskDone
+		n := w.Load()
+		if n+d < 0 {
+			if n > 0 && w.CompareAndSwap(n, 0) {
+				return false
+			}
+			if n <= 0 {
+				return false
+			}
+			continue
 		}
-		if u.CompareAndSwap(n, n-1) {
-			if t := s.taken.Load(); t > 0 {
-				s.taken.Add(-1)
-			}
-			if n == 1 {
-				c.wakeJoin()
-			}
-			return nil
+		if w.CompareAndSwap(n, n+d) {
+			return true
 		}
 	}
 }
