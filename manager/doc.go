@@ -130,9 +130,9 @@
 //     the call returns ctx's error and ErrDisconnected.
 //   - Not wire-compatible with Python's managers (which speak pickle);
 //     only the authkey handshake is Python's.
-//   - A started server dies with this process, but if this process is
-//     killed by SIGKILL its socket directory stays in the temporary
-//     directory (empty but for a dead socket).
+//   - A started server dies with this process, but only Close removes
+//     its socket directory: a process that exits without Close (or is
+//     killed) leaves it in the temporary directory, holding a dead socket.
 //   - Arguments and results of Proxy.Call are plain values; proxies inside
 //     them are not supported. Methods of one registered object run one at
 //     a time.
