@@ -123,11 +123,11 @@ func newCore(k kind, maxsize int, opts []Option) (*core, error) {
 	for _, o := range opts {
 		o.apply(&c.opts)
 	}
-	if c.mr, c.mw, err = newPacketPipe(); err != nil {
+	if c.mr, c.mw, err = newPacketPipe(mainPipeSize); err != nil {
 		c.release()
 		return nil, err
 	}
-	if c.br, c.bw, err = newPacketPipe(); err != nil {
+	if c.br, c.bw, err = newPacketPipe(chunkPipeSize); err != nil {
 		c.release()
 		return nil, err
 	}

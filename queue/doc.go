@@ -129,8 +129,9 @@
 //     second after the deadline, or dies, ends it.
 //   - Large items are written one at a time across all producers (the
 //     chunk pipe holds one item), each handed from its writer to a reader.
-//   - Each queue holds two pipes of 1 MiB (F_SETPIPE_SZ; where the kernel
-//     refuses, the 64 KiB default: correct, slower) and up to 1024
-//     processes can use one queue.
+//   - Each queue holds two pipes, of 1 MiB and 256 KiB (F_SETPIPE_SZ; they
+//     count against the per-user pipe budget, and where the kernel refuses
+//     the 64 KiB default stays: correct, slower). Up to 1024 processes can
+//     use one queue.
 //   - Linux only (packet-mode pipes, memfd, OFD locks).
 package queue

@@ -12,23 +12,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pipeSize is the capacity asked for with F_SETPIPE_SZ: 1 MiB, the default
-// /proc/sys/fs/pipe-max-size. A packet-mode pipe holds one packet per page
-// whatever its length, so this is 256 items before writers have to wait (16
-// with the kernel's default). When the kernel refuses (EPERM over the
-// per-user pipe budget) the default stays: correct, only slower.
-const pipeSize = 1 << 20
+// Pipe capacities asked for with F_SETPIPE_SZ. A packet-mode pipe holds one
+// packet per page whatever its length, so the main pipe's 1 MiB (the
+// default /proc/sys/fs/pipe-max-size) is 256 items before writers have to
+// wait, against 16 with the kernel's default. The chunk pipe carries one
+// large item at a time, handed from writer to reader: 256 KiB keeps both
+// busy. Pages count against a per-user budget (pipe-user-pages-soft); when
+// the kernel refuses, the default stays: correct, only slower.
+const (
+	mainPipeSize  = 1 << 20
+	chunkPipeSize = 256 << 10
+)
 
 // newPacketPipe returns a non-blocking packet-mode pipe (pipe2 with
 // O_DIRECT, see pipe(2)): every write of at most PIPE_BUF bytes is one
 // packet, and every read returns at most one packet. Both are atomic, which
 // is what makes a process killed at any instant harmless to the others.
-func newPacketPipe() (r, w int, err error) {
+func newPacketPipe(size int) (r, w int, err error) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_DIRECT|unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		return -1, -1, fmt.Errorf("queue: pipe2: %w", err)
 	}
-	_, _ = unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
+	_, _ = unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size)
 	return p[0], p[1], nil
 }
 
