@@ -61,6 +61,7 @@ type Conn struct {
 	fdq    []int // descriptors received and not yet claimed by a message (unix sockets)
 	oob    []byte
 	kind   connKind
+	noSkip bool // during the handshake: an oversize message is an error that ends it, not skipped
 	wmu    sync.Mutex
 	wbuf   bytes.Buffer
 	closer sync.Once
@@ -296,6 +297,10 @@ func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
 	c.rpos += hlen
 	if max := c.maxSize.Load(); n > max {
 		err := fmt.Errorf("pipe: recv: %d-byte message over the %d-byte limit: %w", n, max, ErrTooLarge)
+		if c.noSkip {
+			c.rerr = err
+			return nil, err
+		}
 		if derr := c.discard(n); derr != nil {
 			return nil, fmt.Errorf("%w (and %w)", err, derr)
 		}

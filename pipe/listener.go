@@ -128,6 +128,12 @@ func handshake(ctx context.Context, nc net.Conn, key []byte, server bool) (*Conn
 	if key == nil {
 		return c, nil
 	}
+	// Until the peer has proved it knows the key, a message is at most
+	// authMaxMsg bytes, and a longer one ends the handshake at its header
+	// (Python's recv_bytes(256) does the same): an unauthenticated peer
+	// must not make us allocate, or read, what its header announces.
+	c.SetMaxMessageSize(authMaxMsg)
+	c.noSkip = true
 	deadline := time.Now().Add(HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -157,5 +163,7 @@ func handshake(ctx context.Context, nc net.Conn, key []byte, server bool) (*Conn
 		return nil, err
 	}
 	nc.SetDeadline(time.Time{})
+	c.SetMaxMessageSize(DefaultMaxMessageSize)
+	c.noSkip = false
 	return c, nil
 }
