@@ -259,11 +259,13 @@ type drainState struct {
 const stallAfter = 100 * time.Millisecond
 
 // stallCheck re-announces the large item when nobody took a chunk for
-// stallAfter.
+// stallAfter. A chunk written since the last check is progress too (a
+// reader taking one chunk and the writer adding one leaves the byte count
+// unchanged).
 func (c *core) stallCheck() {
 	b := pipeBytes(c.br)
 	now := time.Now()
-	if b != c.drain.bytes || b == 0 {
+	if b != c.drain.bytes || b == 0 || c.drain.since.IsZero() {
 		c.drain.bytes, c.drain.since = b, now
 		return
 	}
@@ -369,6 +371,7 @@ func (c *core) writeLarge(it *outEntry) error {
 		for {
 			err := writePacket(c.bw, pkt[:n])
 			if err == nil {
+				c.drain.since = time.Time{} // progress
 				break
 			}
 			if err != unix.EAGAIN {
