@@ -301,6 +301,14 @@ func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
 			c.rerr = err
 			return nil, err
 		}
+		// Descriptors that came with the message go with it; left in the
+		// queue they would be claimed by the next message's handles.
+		if c.kind == kindUnix && n >= handlesMarkLen {
+			if ferr := c.fill(handlesMarkLen, true); ferr != nil {
+				return nil, fmt.Errorf("%w (and %w)", err, ferr)
+			}
+			c.dropRights(c.rbuf[c.rpos : c.rpos+handlesMarkLen])
+		}
 		if derr := c.discard(n); derr != nil {
 			return nil, fmt.Errorf("%w (and %w)", err, derr)
 		}

@@ -3,12 +3,14 @@ package pipe_test
 import (
 	"encoding/binary"
 	"net"
+	"os"
 	"runtime"
 	"testing"
 
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // A peer that has not authenticated cannot make Accept allocate the 1 GiB a
@@ -36,4 +38,37 @@ func TestHandshakeFrameLimit(t *testing.T) {
 	assert.ErrorIs(t, err, pipe.ErrTooLarge)
 	runtime.ReadMemStats(&ms)
 	assert.Less(t, ms.TotalAlloc-before, uint64(64<<20), "allocated for an unauthenticated peer")
+}
+
+type fileMsg struct {
+	F   *os.File
+	Pad []byte
+}
+
+// A message over the receiver's size limit is skipped; the descriptors it
+// carried must go with it, not be handed to the next message's handles.
+func TestOversizeMessageDropsItsHandles(t *testing.T) {
+	a, b := pair(t)
+	b.SetMaxMessageSize(1000)
+	r1, w1, err := os.Pipe()
+	require.NoError(t, err)
+	defer r1.Close()
+	r2, w2, err := os.Pipe()
+	require.NoError(t, err)
+	defer r2.Close()
+	defer w2.Close()
+	require.NoError(t, a.Send(fileMsg{F: w1, Pad: make([]byte, 2000)}))
+	w1.Close()
+	require.NoError(t, a.Send(fileMsg{F: w2}))
+	before := fdCount(t)
+
+	var m fileMsg
+	assert.ErrorIs(t, b.Recv(&m), pipe.ErrTooLarge)
+	require.NoError(t, b.Recv(&m))
+	var got, want unix.Stat_t
+	require.NoError(t, unix.Fstat(int(m.F.Fd()), &got))
+	require.NoError(t, unix.Fstat(int(w2.Fd()), &want))
+	assert.Equal(t, want.Ino, got.Ino, "the second message got the first one's descriptor")
+	require.NoError(t, m.F.Close())
+	assert.Equal(t, before, fdCount(t), "the skipped message's descriptor was not closed")
 }
