@@ -26,6 +26,10 @@ type Listener struct {
 
 type deadliner interface{ SetDeadline(time.Time) error }
 
+// afterFunc is context.AfterFunc; tests replace it to reproduce a
+// cancellation that races with the end of an operation.
+var afterFunc = context.AfterFunc
+
 // Listen listens on network ("unix" or "tcp", "tcp4", "tcp6") and address.
 // A nil authkey means no handshake, as Python's authkey=None; any other
 // value, the empty key included, makes every connection prove it knows the
@@ -64,7 +68,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 }
 
 func (l *Listener) acceptRaw(ctx context.Context) (net.Conn, error) {
-	stop := context.AfterFunc(ctx, func() {
+	stop := afterFunc(ctx, func() {
 		l.l.(deadliner).SetDeadline(time.Unix(1, 0))
 	})
 	defer stop()
@@ -139,7 +143,7 @@ func handshake(ctx context.Context, nc net.Conn, key []byte, server bool) (*Conn
 		deadline = d
 	}
 	nc.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	stop := afterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	var err error
 	if server {
 		if err = deliverChallenge(c, key); err == nil {

@@ -52,11 +52,19 @@ func Wait(ctx context.Context, conns ...*Conn) ([]*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pipe: wait: eventfd: %w", err)
 	}
-	defer unix.Close(efd)
-	stop := context.AfterFunc(ctx, func() {
+	fired := make(chan struct{})
+	stop := afterFunc(ctx, func() {
+		defer close(fired)
 		unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	})
-	defer stop()
+	defer func() {
+		// If the function has started, let it finish before closing efd:
+		// its write would otherwise go to whatever file reuses the number.
+		if !stop() {
+			<-fired
+		}
+		unix.Close(efd)
+	}()
 	ready, err = pollFDs(conns, -1, efd)
 	if err != nil {
 		return nil, err

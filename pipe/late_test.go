@@ -1,0 +1,81 @@
+package pipe
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// lateCancel replaces context.AfterFunc for one test with the worst timing
+// a cancellation can have: it happens just as the operation that registered
+// the function calls stop, so stop reports that the function has started,
+// and the function runs a moment later. The returned func waits for every
+// such function to have run.
+func lateCancel(t *testing.T) (wait func()) {
+	var mu sync.Mutex
+	var started []chan struct{}
+	afterFunc = func(ctx context.Context, f func()) func() bool {
+		var once sync.Once
+		return func() bool {
+			once.Do(func() {
+				done := make(chan struct{})
+				mu.Lock()
+				started = append(started, done)
+				mu.Unlock()
+				go func() {
+					defer close(done)
+					time.Sleep(20 * time.Millisecond)
+					f()
+				}()
+			})
+			return false
+		}
+	}
+	wait = func() {
+		mu.Lock()
+		chans := started
+		mu.Unlock()
+		for _, c := range chans {
+			<-c
+		}
+	}
+	t.Cleanup(func() {
+		afterFunc = context.AfterFunc
+		wait()
+	})
+	return wait
+}
+
+// Wait's wake-up write must not land in a descriptor that took the number
+// of its eventfd after Wait returned.
+func TestWaitLateCancel(t *testing.T) {
+	wait := lateCancel(t)
+	a, b, err := Pipe()
+	require.NoError(t, err)
+	defer a.Close()
+	defer b.Close()
+	require.NoError(t, a.SendBytes([]byte("x"))) // b is ready: Wait returns at once
+	ready, err := Wait(context.Background(), b)
+	require.NoError(t, err)
+	require.Equal(t, []*Conn{b}, ready)
+	// Take the lowest free descriptor numbers, the eventfd's among them.
+	var socks [][2]int
+	for range 8 {
+		sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		require.NoError(t, err)
+		socks = append(socks, [2]int{sp[0], sp[1]})
+	}
+	wait()
+	for _, sp := range socks {
+		n, _ := unix.Read(sp[1], make([]byte, 16))
+		assert.LessOrEqual(t, n, 0, "Wait wrote into descriptor %d after returning", sp[0])
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+	}
+}
+
