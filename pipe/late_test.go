@@ -2,6 +2,7 @@ package pipe
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -77,5 +78,32 @@ func TestWaitLateCancel(t *testing.T) {
 		unix.Close(sp[0])
 		unix.Close(sp[1])
 	}
+}
+
+// An Accept whose ctx ends just as a connection arrives must not leave the
+// listener with an expired deadline: later Accepts would spin without
+// accepting anything.
+func TestAcceptLateCancel(t *testing.T) {
+	wait := lateCancel(t)
+	l, err := Listen("tcp", "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer l.Close()
+	c1, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer c1.Close()
+	s1, err := l.Accept(context.Background())
+	require.NoError(t, err)
+	s1.Close()
+	wait()
+	afterFunc = context.AfterFunc
+
+	c2, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer c2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	s2, err := l.Accept(ctx)
+	require.NoError(t, err, "the listener was left unusable")
+	s2.Close()
 }
 

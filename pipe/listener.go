@@ -19,9 +19,13 @@ const HandshakeTimeout = 10 * time.Second
 type Listener struct {
 	l       net.Listener
 	authkey []byte
-	mu      sync.Mutex // serialises deadline changes between Accepts
-	closed  chan struct{}
-	once    sync.Once
+	// accepting is held by the one Accept waiting in the listener's
+	// accept: it alone may set the listener's deadline (to end that wait
+	// when its ctx ends), so one caller's cancellation never ends, or
+	// outlives, another's wait. Handshakes run outside it, in parallel.
+	accepting chan struct{}
+	closed    chan struct{}
+	once      sync.Once
 }
 
 type deadliner interface{ SetDeadline(time.Time) error }
@@ -43,7 +47,7 @@ func Listen(network, address string, authkey []byte) (*Listener, error) {
 		l.Close()
 		return nil, fmt.Errorf("pipe: listen: %s listeners are not supported", network)
 	}
-	return &Listener{l: l, authkey: cloneKey(authkey), closed: make(chan struct{})}, nil
+	return &Listener{l: l, authkey: cloneKey(authkey), accepting: make(chan struct{}, 1), closed: make(chan struct{})}, nil
 }
 
 func cloneKey(k []byte) []byte {
@@ -68,34 +72,50 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 }
 
 func (l *Listener) acceptRaw(ctx context.Context) (net.Conn, error) {
-	stop := afterFunc(ctx, func() {
-		l.l.(deadliner).SetDeadline(time.Unix(1, 0))
-	})
-	defer stop()
-	for {
-		nc, err := l.l.Accept()
-		if err == nil {
-			return nc, nil
-		}
-		select {
-		case <-l.closed:
-			return nil, ErrClosed
-		default:
-		}
-		if ctx.Err() != nil {
-			// Clear the deadline for other Accepts; a cancelled peer Accept
-			// may have set it under them, which they retry past.
-			l.l.(deadliner).SetDeadline(time.Time{})
-			return nil, fmt.Errorf("pipe: accept: %w", ctx.Err())
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
-		}
-		if errors.Is(err, net.ErrClosed) {
-			return nil, ErrClosed
-		}
+	select {
+	case l.accepting <- struct{}{}:
+	case <-l.closed:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, fmt.Errorf("pipe: accept: %w", ctx.Err())
+	}
+	defer func() { <-l.accepting }()
+	select {
+	case <-l.closed:
+		return nil, ErrClosed
+	default:
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pipe: accept: %w", err)
 	}
+	dl := l.l.(deadliner)
+	fired := make(chan struct{})
+	stop := afterFunc(ctx, func() {
+		defer close(fired)
+		dl.SetDeadline(time.Unix(1, 0))
+	})
+	nc, err := l.l.Accept()
+	if !stop() {
+		// ctx ended: wait until the deadline is set, then clear it for
+		// the next Accept (which would otherwise fail at once, forever).
+		<-fired
+		dl.SetDeadline(time.Time{})
+	}
+	if err == nil {
+		return nc, nil
+	}
+	select {
+	case <-l.closed:
+		return nil, ErrClosed
+	default:
+	}
+	if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, fmt.Errorf("pipe: accept: %w", ctx.Err())
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return nil, ErrClosed
+	}
+	return nil, fmt.Errorf("pipe: accept: %w", err)
 }
 
 // Close stops listening and removes a unix socket file. It is idempotent.
