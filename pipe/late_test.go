@@ -3,6 +3,7 @@ package pipe
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -107,3 +108,32 @@ func TestAcceptLateCancel(t *testing.T) {
 	s2.Close()
 }
 
+// A handshake whose ctx ends just as it completes must not return a Conn
+// whose reads and writes then time out at once.
+func TestHandshakeLateCancel(t *testing.T) {
+	wait := lateCancel(t)
+	l, err := Listen("unix", filepath.Join(t.TempDir(), "s"), []byte("key"))
+	require.NoError(t, err)
+	defer l.Close()
+	errc := make(chan error, 1)
+	go func() {
+		c, err := l.Accept(context.Background())
+		if err == nil {
+			defer c.Close()
+			var s string
+			if err = c.Recv(&s); err == nil {
+				err = c.Send(s + "!")
+			}
+		}
+		errc <- err
+	}()
+	c, err := Dial(context.Background(), "unix", l.Addr().String(), []byte("key"))
+	require.NoError(t, err)
+	defer c.Close()
+	wait()
+	require.NoError(t, c.Send("hi"))
+	var got string
+	require.NoError(t, c.Recv(&got), "the Conn was returned with an expired deadline")
+	assert.Equal(t, "hi!", got)
+	require.NoError(t, <-errc)
+}

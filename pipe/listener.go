@@ -163,7 +163,11 @@ func handshake(ctx context.Context, nc net.Conn, key []byte, server bool) (*Conn
 		deadline = d
 	}
 	nc.SetDeadline(deadline)
-	stop := afterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := afterFunc(ctx, func() {
+		defer close(fired)
+		nc.SetDeadline(time.Unix(1, 0))
+	})
 	var err error
 	if server {
 		if err = deliverChallenge(c, key); err == nil {
@@ -174,7 +178,11 @@ func handshake(ctx context.Context, nc net.Conn, key []byte, server bool) (*Conn
 			err = deliverChallenge(c, key)
 		}
 	}
-	stop()
+	if !stop() {
+		// ctx ended: let the function set its deadline before we clear
+		// it, or a Conn returned as working would time out at once.
+		<-fired
+	}
 	if err != nil {
 		c.Close()
 		cerr := ctx.Err()
