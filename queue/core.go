@@ -95,14 +95,9 @@ func (c *core) counted() bool { return c.kind != kindSimple }
 // offWriting).
 func ident(writer, seq uint64) uint64 { return writer + seq }
 
-// offWriting holds the ident of the large item the holder of lockW is
-// writing (0 when none). A reader holding a marker waits for chunks only
-// while the item being written is the one its marker announced.
-const offWriting = 64
-
-// offTaken (Joinable) counts items taken by any process and not yet marked
-// done: TaskDone beyond it is ErrTaskDone.
-const offTaken = 72
+// The word at offWriting holds the ident of the large item the holder of
+// lockW is writing (0 when none). A reader holding a marker waits for
+// chunks only while the item being written is the one its marker announced.
 
 func newCore(k kind, maxsize int, opts []Option) (*core, error) {
 	if maxsize < 0 {

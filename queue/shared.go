@@ -24,20 +24,27 @@ import (
 const (
 	segMagic = 0x6d707131 // "mpq1"
 
-	offMagic       = 0  // uint32
-	offKind        = 4  // uint32
-	offMaxsize     = 8  // int64
-	offCount       = 16 // int64: items put (or reserved by a Put) and not yet taken
-	offUnfinished  = 24 // int64: Joinable: items put and not yet marked done
-	offLost        = 32 // int64: Joinable: tasks lost with processes that died
-	offSpaceSeq    = 40 // uint32 futex word: bumped when a Get frees room
-	offPutWaiters  = 44 // uint32: Puts sleeping on offSpaceSeq
-	offJoinSeq     = 48 // uint32 futex word: bumped when unfinished reaches 0
-	offJoinWaiters = 52 // uint32: Joins sleeping on offJoinSeq
-	offSlotHWM     = 56 // uint32: number of slots ever handed out
-	offSlotHint    = 60 // uint32: where the next slot search starts
+	// Line 0: set once, or rarely written.
+	offMagic    = 0  // uint32
+	offKind     = 4  // uint32
+	offMaxsize  = 8  // int64
+	offLost     = 16 // int64: Joinable: tasks lost with processes that died
+	offSlotHWM  = 24 // uint32: number of slots ever handed out
+	offSlotHint = 28 // uint32: where the next slot search starts
+	offWriting  = 32 // int64: ident of the large item being written (see core.go)
+	// The words every Put and Get change, one cache line each, so that a
+	// producer and a consumer on two CPUs do not also fight over their
+	// neighbours.
+	offCount      = 64  // int64: items put (or reserved by a Put) and not yet taken
+	offUnfinished = 128 // int64: Joinable: items put and not yet marked done
+	offTaken      = 192 // int64: Joinable: items taken by any process and not yet marked done
+	// Sleepers: read on every operation, written only by sleepers.
+	offSpaceSeq    = 256 // uint32 futex word: bumped when a Get frees room
+	offPutWaiters  = 260 // uint32: Puts sleeping on offSpaceSeq
+	offJoinSeq     = 320 // uint32 futex word: bumped when unfinished reaches 0
+	offJoinWaiters = 324 // uint32: Joins sleeping on offJoinSeq
 
-	slotBase = 128
+	slotBase = 512
 	slotSize = 64 // one cache line each: the owner updates its slot on every operation
 	nSlots   = 1024
 
@@ -49,7 +56,7 @@ const (
 	slotTaken   = 24 // Joinable: items taken by this process and not yet marked done
 
 	segSizeFull   = slotBase + nSlots*slotSize
-	segSizeSimple = 128 // Simple keeps no counters; the segment only carries the locks
+	segSizeSimple = 64 // Simple keeps no counters: line 0 and the locks
 
 	// OFD lock bytes of the memfd (byte ranges are independent of the data).
 	lockW        = 0  // held by the process writing a large item, until the chunk pipe is drained
