@@ -267,8 +267,8 @@ func (c *core) reserve(ctx context.Context, s slot, block bool) error {
 				return nil
 			}
 		}
-		if c.kind == kindJoinable {
-			c.unfinished().Add(-1)
+		if c.kind == kindJoinable && c.unfinished().Add(-1) <= 0 {
+			c.wakeJoin()
 		}
 		s.putPend.Add(-1)
 		if !block {
@@ -295,8 +295,8 @@ func (c *core) unreserve(s slot) {
 	if c.counted() {
 		c.count().Add(-1)
 		c.wakeSpace()
-		if c.kind == kindJoinable {
-			c.unfinished().Add(-1)
+		if c.kind == kindJoinable && c.unfinished().Add(-1) <= 0 {
+			c.wakeJoin()
 		}
 	}
 	s.putPend.Add(-1)
