@@ -1,0 +1,104 @@
+package pipe
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestRecvSplitAnywhere sends messages whose sizes sit around every edge of
+// the 64 KiB read buffer (a header split across reads, a payload exactly
+// filling the buffer, a large payload after buffered bytes, the 12-byte
+// escape header) as a byte stream cut into random pieces, and receives them
+// with RecvBytes and RecvBytesInto. Every message must come out whole.
+func TestRecvSplitAnywhere(t *testing.T) {
+	sizes := []int{0, 1, 3, 4, 5, 11, 12, 13, 100, 4095, 4096}
+	for d := -14; d <= 14; d++ {
+		sizes = append(sizes, readBufSize+d)
+	}
+	sizes = append(sizes, 2*readBufSize, 2*readBufSize+1, 300_000, 1<<20)
+	pool := make([]byte, 2<<20)
+	for i := range pool {
+		pool[i] = byte(i*7 + i>>11)
+	}
+	for seed := range uint64(4) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		var stream bytes.Buffer
+		var msgs [][]byte
+		for range 2 {
+			for _, i := range rng.Perm(len(sizes)) {
+				off := rng.IntN(len(pool) - sizes[i] + 1)
+				msg := pool[off : off+sizes[i]]
+				msgs = append(msgs, msg)
+				if rng.IntN(4) == 0 {
+					// Python's escape form, legal at any size.
+					var h [largeHeaderLen]byte
+					binary.BigEndian.PutUint32(h[:], escape)
+					binary.BigEndian.PutUint64(h[4:], uint64(len(msg)))
+					stream.Write(h[:])
+				} else {
+					var h [headerLen]byte
+					binary.BigEndian.PutUint32(h[:], uint32(len(msg)))
+					stream.Write(h[:])
+				}
+				stream.Write(msg)
+			}
+		}
+		// An OS pipe (plain reads) or a unix socket (recvmsg, handles).
+		c, w := rawConn(t)
+		if seed%2 == 1 {
+			var peer *Conn
+			var err error
+			c, peer, err = Pipe()
+			require.NoError(t, err)
+			defer peer.Close()
+			w = peer.s.(*os.File)
+		}
+		go func() {
+			b := stream.Bytes()
+			for len(b) > 0 {
+				n := min(len(b), 1+rng.IntN(3*readBufSize/2))
+				if _, err := w.Write(b[:n]); err != nil {
+					return
+				}
+				b = b[n:]
+			}
+			w.Close()
+		}()
+		for i, want := range msgs {
+			var got []byte
+			var err error
+			switch i % 3 {
+			case 0:
+				got, err = c.RecvBytes()
+			case 1:
+				buf := make([]byte, len(want)+i%5)
+				var n int
+				n, err = c.RecvBytesInto(buf)
+				got = buf[:n]
+			case 2:
+				buf := make([]byte, len(want)/2)
+				_, err = c.RecvBytesInto(buf)
+				var bts *BufferTooShortError
+				if len(want) > len(buf) && errors.As(err, &bts) {
+					got, err = bts.Message, nil
+				} else if err == nil {
+					got = buf[:len(want)]
+				}
+			}
+			require.NoError(t, err, "seed %d message %d (%d bytes)", seed, i, len(want))
+			require.True(t, bytes.Equal(want, got), "seed %d message %d (%d bytes) differs", seed, i, len(want))
+		}
+		_, err := c.RecvBytes()
+		require.ErrorIs(t, err, errEOF())
+		c.Close()
+	}
+}
+
+func errEOF() error { return io.EOF }
