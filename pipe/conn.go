@@ -518,6 +518,11 @@ func init() {
 		if err != nil {
 			return err
 		}
+		// A Conn's descriptor is non-blocking already (socketpair, os.Pipe,
+		// net): this only matters for a peer that passed something else,
+		// which a Conn could not use in blocking mode (Close would not
+		// interrupt a Recv).
+		unix.SetNonblock(fd, true)
 		c.s = wire.NewFile(fd, "pipe")
 		c.kind = detectKind(c.s)
 		c.readable, c.writable = state[2]&1 != 0, state[2]&2 != 0

@@ -248,16 +248,14 @@ func rawFD(c syscall.Conn) (int, error) {
 	return fd, nil
 }
 
-// NewFile wraps a received descriptor as an *os.File that uses the runtime
-// poller when the descriptor supports it, so deadlines work and Close
-// unblocks readers.
+// NewFile wraps a received descriptor as an *os.File in the mode it arrived
+// in. A non-blocking one (what os.Pipe, net and this module make) goes
+// through the runtime poller, so deadlines work and Close unblocks readers.
+// A blocking one stays blocking: O_NONBLOCK belongs to the open file
+// description, which the sender shares (and for a terminal, or a shell's
+// pipe, other programs too); setting it here would make their blocking
+// reads fail with EAGAIN, and leave a shell's stdin non-blocking after we
+// exit.
 func NewFile(fd int, name string) *os.File {
-	// Regular files cannot be polled; everything else (pipes, sockets,
-	// ttys) can. os.NewFile only registers descriptors that are already
-	// non-blocking, so set the flag first for the pollable kinds.
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		_ = unix.SetNonblock(fd, true)
-	}
 	return os.NewFile(uintptr(fd), name)
 }
