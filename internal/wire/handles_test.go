@@ -73,3 +73,33 @@ func TestReceivedFileNonBlocking(t *testing.T) {
 }
 
 func timeNowPlus(d time.Duration) time.Time { return time.Now().Add(d) }
+
+func fdCount(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// A value whose decoding fails after some of its handles were rebuilt does
+// not keep their descriptors open: the caller gets only an error, so
+// nobody else could close them.
+func TestDecodeErrorClosesRebuiltHandles(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	type sent struct {
+		F *os.File
+		G *os.File
+		N string
+	}
+	type wanted struct {
+		F *os.File
+		G *os.File
+		N int // a string arrives: the decode fails after F and G
+	}
+	before := fdCount(t)
+	var got wanted
+	require.Error(t, roundTrip(t, sent{F: r, G: w, N: "x"}, &got))
+	assert.Equal(t, before, fdCount(t), "descriptors of the rebuilt handles leaked")
+}

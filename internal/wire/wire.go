@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"syscall"
@@ -144,6 +145,10 @@ type encBuf struct {
 type decBuf struct {
 	*bytes.Reader
 	files *Files
+	// rebuilt holds the handles decoded so far that can be closed: if the
+	// value as a whole fails to decode, the caller gets only the error and
+	// could not close them.
+	rebuilt []io.Closer
 }
 
 // Marshal encodes v. Descriptors of the handles inside v are collected into
@@ -197,11 +202,14 @@ func Unmarshal(data []byte, files *Files, v any) error {
 	dec.Reset(r)
 	err := dec.Decode(v)
 	msgpack.PutDecoder(dec)
-	if err != nil {
-		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
+	if err == nil && r.Len() != 0 {
+		err = fmt.Errorf("%d trailing bytes", r.Len())
 	}
-	if r.Len() != 0 {
-		return fmt.Errorf("wire: cannot decode into %T: %d trailing bytes", v, r.Len())
+	if err != nil {
+		for _, h := range r.rebuilt {
+			h.Close()
+		}
+		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
 	}
 	return nil
 }
@@ -210,6 +218,10 @@ func Unmarshal(data []byte, files *Files, v any) error {
 // enc returns the state the other side needs and adds descriptors to fds;
 // dec rebuilds the object in place from that state, taking descriptors from
 // fds. Call it from an init function.
+//
+// If a value fails to decode after some of its handles were rebuilt, the
+// ones whose *T implements io.Closer are closed: the caller gets only the
+// error and could not close them itself.
 func RegisterHandle[T any](id int8, enc func(v *T, fds *Files) ([]byte, error), dec func(v *T, state []byte, fds *Files) error) {
 	msgpack.RegisterExtEncoder(id, (*T)(nil), func(e *msgpack.Encoder, v reflect.Value) ([]byte, error) {
 		w, ok := e.Writer().(*encBuf)
@@ -230,7 +242,14 @@ func RegisterHandle[T any](id int8, enc func(v *T, fds *Files) ([]byte, error), 
 		if err := d.ReadFull(state); err != nil {
 			return err
 		}
-		return dec(v.Interface().(*T), state, r.files)
+		h := v.Interface().(*T)
+		if err := dec(h, state, r.files); err != nil {
+			return err
+		}
+		if c, ok := any(h).(io.Closer); ok {
+			r.rebuilt = append(r.rebuilt, c)
+		}
+		return nil
 	})
 }
 
