@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -177,14 +179,22 @@ func killConsumerRound(t *testing.T, n, size int, seed uint64) {
 	t.Logf("round %d: %d items of %d bytes, killed at %d, %d missing, %d left", seed, n, size, killAt, missing, left)
 }
 
+// killRounds is n, or $QUEUE_KILL_ROUNDS for a longer stress run.
+func killRounds(n int) int {
+	if v, err := strconv.Atoi(os.Getenv("QUEUE_KILL_ROUNDS")); err == nil && v > 0 {
+		return v
+	}
+	return n
+}
+
 func TestKillConsumerSmall(t *testing.T) {
-	for r := range 4 {
+	for r := range killRounds(4) {
 		t.Run(fmt.Sprint(r), func(t *testing.T) { killConsumerRound(t, 3000, 200, uint64(r)) })
 	}
 }
 
 func TestKillConsumerLarge(t *testing.T) {
-	for r := range 3 {
+	for r := range killRounds(3) {
 		t.Run(fmt.Sprint(r), func(t *testing.T) { killConsumerRound(t, 30, 1<<20, uint64(100+r)) })
 	}
 }
@@ -212,7 +222,7 @@ var bigProducer = process.Register("queue.bigproducer", func(ctx context.Context
 // follow arrive whole.
 func TestKillProducerMidItem(t *testing.T) {
 	const size = 4 << 20
-	for r := range 3 {
+	for r := range killRounds(3) {
 		t.Run(fmt.Sprint(r), func(t *testing.T) {
 			ctx := ctxT(t)
 			rng := rand.New(rand.NewPCG(uint64(r), 5))

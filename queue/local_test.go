@@ -2,10 +2,10 @@ package queue_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/process"
 	"github.com/mpgo/multiprocessing/queue"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -144,33 +144,6 @@ func TestCloseWakesGet(t *testing.T) {
 	}
 }
 
-type job struct {
-	ID   int
-	Name string
-	Tags []string
-}
-
-func TestBadInput(t *testing.T) {
-	q, err := queue.New[job](0)
-	require.NoError(t, err)
-	defer q.Close()
-	// An unencodable value (a channel) is an error at Put, nothing added.
-	anyQ, err := queue.New[any](0)
-	require.NoError(t, err)
-	defer anyQ.Close()
-	err = anyQ.Put(ctxT(t), make(chan int))
-	require.Error(t, err)
-	assert.Equal(t, 0, anyQ.Len())
-	_, err = anyQ.TryGet()
-	assert.ErrorIs(t, err, queue.ErrEmpty, "nothing was enqueued")
-	// An item that does not decode into T: error at Get, queue usable.
-	require.NoError(t, anyQ.Put(ctxT(t), "not a job"))
-	require.NoError(t, anyQ.Put(ctxT(t), map[string]any{"ID": 3, "Name": "x"}))
-	// Read them through a job-typed view by passing the queue in-process
-	// is not possible; use a second queue type over the same data instead.
-	_ = errors.New
-}
-
 func TestJoinableLocal(t *testing.T) {
 	q, err := queue.NewJoinable[int](0)
 	require.NoError(t, err)
@@ -246,4 +219,41 @@ func TestLargeLocal(t *testing.T) {
 		}
 	}
 	require.NoError(t, q.Flush(ctxT(t)))
+}
+
+// Flush waits for buffered items to reach the pipe; with nobody reading it
+// ends with its ctx, and the items stay buffered (counted, and flushed once
+// a reader comes).
+func TestFlush(t *testing.T) {
+	q, err := queue.New[int](0)
+	require.NoError(t, err)
+	defer q.Close()
+	ctx := ctxT(t)
+	require.NoError(t, q.Flush(ctx), "nothing buffered")
+	const n = 1000 // more than the pipe holds
+	for i := range n {
+		require.NoError(t, q.Put(ctx, i))
+	}
+	fctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err = q.Flush(fctx)
+	cancel()
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, n, q.Len())
+	done := make(chan error, 1)
+	go func() { done <- q.Flush(ctx) }()
+	for i := range n {
+		v, err := q.Get(ctx)
+		require.NoError(t, err)
+		require.Equal(t, i, v)
+	}
+	require.NoError(t, <-done)
+}
+
+func TestPassClosed(t *testing.T) {
+	q, err := queue.New[string](0)
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+	p := process.New(topLevel, q)
+	err = p.Start()
+	assert.ErrorIs(t, err, queue.ErrClosed)
 }
