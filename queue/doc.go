@@ -37,10 +37,11 @@
 //
 // # Visibility, buffering and exit
 //
-// An item is in the pipe, visible to every process, when Put returns, with
-// two exceptions: when the pipe is full (about 256 items waiting), and for
-// an item whose encoding exceeds 4 KiB (see below). Then a goroutine of the
-// putting process writes it as readers make room, in order. [Queue.Flush]
+// An item is in the pipe, visible to every process, when Put returns,
+// except when the pipe is full (about 256 items waiting), when its encoding
+// exceeds 4 KiB (see below), or while earlier items of the same process are
+// still being written. Then a goroutine of the putting process writes it,
+// in order, as readers make room. [Queue.Flush]
 // waits for those items; [Queue.Close] waits too, as long as readers make
 // progress (see [WithFlushTimeout]), and returns an error matching
 // [ErrNotFlushed], with the count, for what it could not write.

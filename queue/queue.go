@@ -60,10 +60,11 @@ func decodeInto[T any](v *T) func([]byte) error {
 // cancelled or expired ctx ends the wait with ctx's error and nothing added.
 //
 // When Put returns the item is in the pipe, where every process sees it,
-// except when the pipe is full (about 256 waiting items) or the item's
-// encoding exceeds 4 KiB: then a goroutine of this process writes it as
-// readers make room. Close and Flush wait for those items; a worker process
-// waits for them before it exits.
+// except when the pipe is full (about 256 waiting items), the item's
+// encoding exceeds 4 KiB, or earlier items of this process are still being
+// written: then a goroutine of this process writes it, in order, as readers
+// make room. Len counts it from the start. Close and Flush wait for those
+// items; a worker process waits for them before it exits.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
 	pkt, large, done, err := encode(v)
 	if err != nil {

@@ -158,7 +158,7 @@ func (c *core) flusher() {
 		if len(c.outbox) == 0 {
 			if c.draining && !c.abandon.Load() {
 				c.smu.Unlock()
-				c.finishDrain()
+				c.finishDrain(true)
 				continue
 			}
 			c.flushing = false
@@ -285,12 +285,15 @@ func (c *core) checkDrain() {
 	c.stallCheck()
 }
 
-// finishDrain waits for the chunk pipe to empty, then releases lockW.
-func (c *core) finishDrain() {
+// finishDrain waits for the chunk pipe to empty, then releases lockW. With
+// orBuffered it also returns when new items are buffered: small ones can be
+// written while the large one drains (their packets queue up behind its
+// marker anyway).
+func (c *core) finishDrain(orBuffered bool) {
 	d := 50 * time.Microsecond
 	for c.draining && !c.abandon.Load() {
 		c.checkDrain()
-		if !c.draining {
+		if !c.draining || orBuffered && c.pendingOut.Load() > 0 {
 			return
 		}
 		time.Sleep(d)
@@ -314,7 +317,7 @@ func (c *core) writeLarge(it *outEntry) error {
 	d := 20 * time.Microsecond
 	for {
 		if c.draining {
-			c.finishDrain()
+			c.finishDrain(false) // one large item at a time
 		}
 		if c.abandon.Load() {
 			return errAbandoned
