@@ -1,0 +1,252 @@
+package msgp
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// FuzzLen holds the scanner and the readers to the msgpack decoder on
+// arbitrary bytes: they never panic, never claim a byte that is not there
+// or look past their value, agree with the decoder on where a value ends,
+// and read the values the decoder reads.
+func FuzzLen(f *testing.F) {
+	for _, v := range corpus() {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if len(b) <= 512 {
+			f.Add(b)
+		}
+	}
+	for _, b := range [][]byte{nil, {0xc1}, {0xdd, 0xff, 0xff, 0xff, 0xff}, {0x93, 0x91, 0x91, 0x01},
+		{0xc7, 0x00}, {0xdf, 0x00, 0x00, 0x00, 0x01, 0xc0}, nested(MaxDepth+1, 0x90), nested(MaxDepth+1, 0x01)} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		b = b[:len(b):len(b)]
+		exts, maps := 0, 0
+		n, err := Walk(b, &Visitor{
+			Ext: func(_ int8, data []byte) error { exts++; return nil },
+			Map: func(int) error { maps++; return nil },
+		})
+		if m, err2 := Len(b); m != n || (err == nil) != (err2 == nil) {
+			t.Fatalf("Walk says %d, %v; Len %d, %v", n, err, m, err2)
+		}
+		if err != nil {
+			if n != 0 {
+				t.Fatalf("failed with length %d", n)
+			}
+			if !errors.Is(err, ErrShort) && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrDepth) {
+				t.Fatalf("unexpected error %v", err)
+			}
+		} else {
+			if n <= 0 || n > len(b) {
+				t.Fatalf("claimed %d of %d bytes", n, len(b))
+			}
+			if m, err := Len(b[:n]); err != nil || m != n {
+				t.Fatalf("the value alone scans as %d, %v", m, err)
+			}
+			if m, err := Len(b[:n-1]); err == nil {
+				t.Fatalf("the value without its last byte scans as %d", m)
+			}
+		}
+
+		// The decoder's Skip is the reference for where a value ends.
+		r := bytes.NewReader(b)
+		dec := msgpack.NewDecoder(r)
+		skipErr := dec.Skip()
+		switch {
+		case err == nil && skipErr != nil:
+			t.Fatalf("Len accepts %d bytes, msgpack does not: %v", n, skipErr)
+		case err == nil && len(b)-r.Len() != n:
+			t.Fatalf("Len says %d bytes, msgpack %d", n, len(b)-r.Len())
+		case err != nil && skipErr == nil && !errors.Is(err, ErrDepth):
+			t.Fatalf("msgpack skips %d bytes, Len refuses: %v", len(b)-r.Len(), err)
+		}
+		if err == nil && exts+maps > n {
+			t.Fatalf("%d hooks called for %d bytes", exts+maps, n)
+		}
+
+		// Readers: within bounds, within the value, and agreeing with the
+		// decoder.
+		decoder := func() *msgpack.Decoder { return msgpack.NewDecoder(bytes.NewReader(b)) }
+		within := func(what string, m int, rerr error) {
+			if rerr != nil {
+				if m != 0 {
+					t.Fatalf("%s failed with length %d", what, m)
+				}
+				return
+			}
+			if m <= 0 || m > len(b) || err == nil && what != "header" && m != n {
+				t.Fatalf("%s took %d of %d bytes (the value has %d, %v)", what, m, len(b), n, err)
+			}
+		}
+		{
+			v, m, rerr := ReadInt(b)
+			within("ReadInt", m, rerr)
+			if rerr == nil {
+				if w, derr := decoder().DecodeInt64(); derr != nil || w != v {
+					t.Fatalf("ReadInt %d, msgpack %d, %v", v, w, derr)
+				}
+			}
+		}
+		{
+			v, m, rerr := ReadUint(b)
+			within("ReadUint", m, rerr)
+			if rerr == nil {
+				if w, derr := decoder().DecodeUint64(); derr != nil || w != v {
+					t.Fatalf("ReadUint %d, msgpack %d, %v", v, w, derr)
+				}
+			}
+		}
+		{
+			v, m, rerr := ReadFloat(b)
+			within("ReadFloat", m, rerr)
+			if rerr == nil {
+				w, derr := decoder().DecodeFloat64()
+				if derr != nil || math.Float64bits(w) != math.Float64bits(v) && !(math.IsNaN(v) && math.IsNaN(w)) {
+					t.Fatalf("ReadFloat %v, msgpack %v, %v", v, w, derr)
+				}
+			}
+		}
+		{
+			v, m, rerr := ReadBool(b)
+			within("ReadBool", m, rerr)
+			if rerr == nil {
+				if w, derr := decoder().DecodeBool(); derr != nil || w != v {
+					t.Fatalf("ReadBool %v, msgpack %v, %v", v, w, derr)
+				}
+			}
+		}
+		{
+			v, m, rerr := ReadString(b)
+			within("ReadString", m, rerr)
+			if rerr == nil {
+				if w, derr := decoder().DecodeString(); derr != nil || w != v {
+					t.Fatalf("ReadString %q, msgpack %q, %v", v, w, derr)
+				}
+			}
+		}
+		{
+			v, m, rerr := ReadBytes(b)
+			within("ReadBytes", m, rerr)
+			if rerr == nil {
+				if w, derr := decoder().DecodeBytes(); derr != nil || !bytes.Equal(w, v) || (w == nil) != (v == nil) {
+					t.Fatalf("ReadBytes %x, msgpack %x, %v", v, w, derr)
+				}
+			}
+		}
+		{
+			v, m, rerr := ReadArrayHeader(b)
+			within("header", m, rerr)
+			if rerr == nil {
+				if w, derr := decoder().DecodeArrayLen(); derr != nil || w != v || v > len(b)-m {
+					t.Fatalf("ReadArrayHeader %d, msgpack %d, %v", v, w, derr)
+				}
+			}
+		}
+		{
+			v, m, rerr := ReadMapHeader(b)
+			within("header", m, rerr)
+			if rerr == nil {
+				if w, derr := decoder().DecodeMapLen(); derr != nil || w != v || 2*v > len(b)-m {
+					t.Fatalf("ReadMapHeader %d, msgpack %d, %v", v, w, derr)
+				}
+			}
+		}
+	})
+}
+
+// FuzzAppendRead appends values of every scalar type, checks the bytes
+// against the msgpack encoder's, and reads them back.
+func FuzzAppendRead(f *testing.F) {
+	f.Add(int64(0), uint64(0), 0.0, "", []byte(nil), uint32(0))
+	f.Add(int64(-33), uint64(256), -1.5, "x", []byte{}, uint32(16))
+	f.Add(int64(math.MinInt64), uint64(math.MaxUint64), math.Inf(1), string(make([]byte, 300)), make([]byte, 256), uint32(1<<16))
+	f.Add(int64(math.MaxInt32)+1, uint64(math.MaxUint32), math.NaN(), "héllo", []byte("x"), uint32(math.MaxUint32))
+	f.Fuzz(func(t *testing.T, i int64, u uint64, fl float64, s string, bin []byte, count uint32) {
+		var want bytes.Buffer
+		enc := msgpack.NewEncoder(&want)
+		enc.UseCompactInts(true)
+		var b []byte
+		b = AppendInt(b, i)
+		enc.EncodeInt(i)
+		b = AppendUint(b, u)
+		enc.EncodeUint(u)
+		b = AppendFloat64(b, fl)
+		enc.EncodeFloat64(fl)
+		b = AppendFloat32(b, float32(fl))
+		enc.EncodeFloat32(float32(fl))
+		b = AppendString(b, s)
+		enc.EncodeString(s)
+		b = AppendBin(b, bin)
+		enc.EncodeBytes(bin)
+		b = AppendBool(b, i&1 == 1)
+		enc.EncodeBool(i&1 == 1)
+		b = AppendNil(b)
+		enc.EncodeNil()
+		b = AppendArrayHeader(b, int(count))
+		enc.EncodeArrayLen(int(count))
+		b = AppendMapHeader(b, int(count))
+		enc.EncodeMapLen(int(count))
+		if !bytes.Equal(b, want.Bytes()) {
+			t.Fatalf("appended %x, msgpack wrote %x", b, want.Bytes())
+		}
+
+		p := 0
+		next := func(m int, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatalf("at %d: %v", p, err)
+			}
+			if l, lerr := Len(b[p:]); lerr == nil && l != m {
+				t.Fatalf("at %d: read %d bytes, Len says %d", p, m, l)
+			}
+			p += m
+		}
+		gi, m, err := ReadInt(b[p:])
+		next(m, err)
+		gu, m, err := ReadUint(b[p:])
+		next(m, err)
+		gf, m, err := ReadFloat(b[p:])
+		next(m, err)
+		gf32, m, err := ReadFloat(b[p:])
+		next(m, err)
+		gs, m, err := ReadString(b[p:])
+		next(m, err)
+		gbin, m, err := ReadBytes(b[p:])
+		next(m, err)
+		gbool, m, err := ReadBool(b[p:])
+		next(m, err)
+		gnil, m, err := ReadBytes(b[p:])
+		next(m, err)
+		if gi != i || gu != u || gs != s || !bytes.Equal(gbin, bin) || (gbin == nil) != (bin == nil) ||
+			gbool != (i&1 == 1) || gnil != nil ||
+			math.Float64bits(gf) != math.Float64bits(fl) && !math.IsNaN(fl) ||
+			float32(gf32) != float32(fl) && !math.IsNaN(fl) {
+			t.Fatalf("read back %d %d %v %v %q %x %v %x", gi, gu, gf, gf32, gs, gbin, gbool, gnil)
+		}
+		// A header's count is a claim about the bytes after it: refused
+		// until they are there.
+		for _, h := range []struct {
+			b    []byte
+			read func([]byte) (int, int, error)
+			per  int
+		}{{AppendArrayHeader(nil, int(count)), ReadArrayHeader, 1}, {AppendMapHeader(nil, int(count)), ReadMapHeader, 2}} {
+			if _, _, err := h.read(h.b); (err == nil) != (count == 0) {
+				t.Fatalf("header of %d with nothing after it: %v", count, err)
+			}
+			if count <= 1<<16 {
+				full := append(h.b, make([]byte, h.per*int(count))...)
+				if c, m, err := h.read(full); err != nil || c != int(count) || m != len(h.b) {
+					t.Fatalf("header of %d read as %d, %d, %v", count, c, m, err)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,189 @@
+package msgp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Each Read function reads the value at the start of b and returns it with
+// the number of bytes it took (0 on an error). Bytes after the value are
+// not looked at.
+
+// ReadBool reads true or false.
+func ReadBool(b []byte) (bool, int, error) {
+	if len(b) == 0 {
+		return false, 0, ErrShort
+	}
+	switch b[0] {
+	case 0xc2:
+		return false, 1, nil
+	case 0xc3:
+		return true, 1, nil
+	}
+	return false, 0, typeError(layouts[b[0]].typ, "a bool")
+}
+
+// ReadInt reads an integer of any encoding whose value fits an int64.
+func ReadInt(b []byte) (int64, int, error) {
+	if len(b) == 0 {
+		return 0, 0, ErrShort
+	}
+	c := b[0]
+	switch {
+	case c <= 0x7f:
+		return int64(c), 1, nil
+	case c >= 0xe0:
+		return int64(int8(c)), 1, nil
+	}
+	l := layouts[c]
+	if l.typ != IntType && l.typ != UintType {
+		return 0, 0, typeError(l.typ, "an integer")
+	}
+	n := 1 + int(l.n)
+	if len(b) < n {
+		return 0, 0, ErrShort
+	}
+	switch c {
+	case 0xcc:
+		return int64(b[1]), n, nil
+	case 0xcd:
+		return int64(binary.BigEndian.Uint16(b[1:])), n, nil
+	case 0xce:
+		return int64(binary.BigEndian.Uint32(b[1:])), n, nil
+	case 0xcf:
+		u := binary.BigEndian.Uint64(b[1:])
+		if u > math.MaxInt64 {
+			return 0, 0, fmt.Errorf("%w: %d overflows int64", ErrRange, u)
+		}
+		return int64(u), n, nil
+	case 0xd0:
+		return int64(int8(b[1])), n, nil
+	case 0xd1:
+		return int64(int16(binary.BigEndian.Uint16(b[1:]))), n, nil
+	case 0xd2:
+		return int64(int32(binary.BigEndian.Uint32(b[1:]))), n, nil
+	}
+	return int64(binary.BigEndian.Uint64(b[1:])), n, nil
+}
+
+// ReadUint reads an integer of any encoding whose value is not negative.
+func ReadUint(b []byte) (uint64, int, error) {
+	if len(b) > 0 && b[0] == 0xcf {
+		if len(b) < 9 {
+			return 0, 0, ErrShort
+		}
+		return binary.BigEndian.Uint64(b[1:]), 9, nil
+	}
+	v, n, err := ReadInt(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	if v < 0 {
+		return 0, 0, fmt.Errorf("%w: %d is negative", ErrRange, v)
+	}
+	return uint64(v), n, nil
+}
+
+// ReadFloat reads a float32 or a float64. It does not convert integers:
+// whether an integer may stand for a float is the caller's choice.
+func ReadFloat(b []byte) (float64, int, error) {
+	switch t := NextType(b); t {
+	case Float32Type:
+		if len(b) < 5 {
+			return 0, 0, ErrShort
+		}
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(b[1:]))), 5, nil
+	case Float64Type:
+		if len(b) < 9 {
+			return 0, 0, ErrShort
+		}
+		return math.Float64frombits(binary.BigEndian.Uint64(b[1:])), 9, nil
+	default:
+		return 0, 0, readError(b, t, "a float")
+	}
+}
+
+// ReadString reads a str (only: not a bin, not nil) into a new string.
+func ReadString(b []byte) (string, int, error) {
+	if t := NextType(b); t != StrType {
+		return "", 0, readError(b, t, "a str")
+	}
+	s, n, err := blob(b)
+	return string(s), n, err
+}
+
+// ReadBytes reads a str or a bin, and nil as a nil slice (an empty str or
+// bin is an empty slice that is not nil). The result aliases b, with its
+// capacity cut to its length so that appending to it copies.
+func ReadBytes(b []byte) ([]byte, int, error) {
+	switch t := NextType(b); t {
+	case StrType, BinType:
+		return blob(b)
+	case NilType:
+		return nil, 1, nil
+	default:
+		return nil, 0, readError(b, t, "a str or bin")
+	}
+}
+
+// blob reads the str or bin at the start of b.
+func blob(b []byte) ([]byte, int, error) {
+	l := layouts[b[0]]
+	n, p := int(l.n), 1
+	if l.lenSize != 0 {
+		var err error
+		if n, p, err = l.count(b, p); err != nil {
+			return nil, 0, err
+		}
+	}
+	if n > len(b)-p {
+		return nil, 0, ErrShort
+	}
+	return b[p : p+n : p+n], p + n, nil
+}
+
+// ReadArrayHeader reads the header of an array and returns its element
+// count and the header's length. An array claiming more elements than
+// there are bytes after its header is ErrShort.
+func ReadArrayHeader(b []byte) (n, size int, err error) {
+	return header(b, ArrayType, "an array")
+}
+
+// ReadMapHeader reads the header of a map and returns its pair count and
+// the header's length. A map claiming more keys and values than there are
+// bytes after its header is ErrShort.
+func ReadMapHeader(b []byte) (n, size int, err error) {
+	return header(b, MapType, "a map")
+}
+
+func header(b []byte, t Type, want string) (int, int, error) {
+	if got := NextType(b); got != t {
+		return 0, 0, readError(b, got, want)
+	}
+	l := layouts[b[0]]
+	n, p := int(l.n), 1
+	if l.lenSize != 0 {
+		var err error
+		if n, p, err = l.count(b, p); err != nil {
+			return 0, 0, err
+		}
+	}
+	values := n
+	if t == MapType {
+		values *= 2
+	}
+	if values > len(b)-p {
+		return 0, 0, ErrShort
+	}
+	return n, p, nil
+}
+
+// readError is the error of a reader that wanted something else than the
+// value of type got at the start of b.
+func readError(b []byte, got Type, want string) error {
+	if len(b) == 0 {
+		return ErrShort
+	}
+	return typeError(got, want)
+}
