@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/mpgo/multiprocessing/internal/msgp"
 )
 
 // The parent and each worker talk over the worker's own pipe.Conn (one
@@ -200,10 +202,10 @@ func putRunHeader(b []byte, job uint64, start, count, nbytes int) {
 // appendErrRecord appends a statusErr record.
 func appendErrRecord(b []byte, kind int, msg, stack string) []byte {
 	b = append(b, statusErr)
-	b = appendArrayLen(b, 3)
-	b = appendInt(b, int64(kind))
-	b = appendStr(b, msg)
-	return appendStr(b, stack)
+	b = msgp.AppendArrayHeader(b, 3)
+	b = msgp.AppendInt(b, int64(kind))
+	b = msgp.AppendString(b, msg)
+	return msgp.AppendString(b, stack)
 }
 
 // readErrRecord reads the body of a statusErr record.
