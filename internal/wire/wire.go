@@ -151,7 +151,7 @@ type decBuf struct {
 	rebuilt []io.Closer
 }
 
-// Marshal encodes v. Descriptors of the handles inside v are collected into
+// Marshal encodes v. A cyclic value is an error wrapping ErrTooDeep. Descriptors of the handles inside v are collected into
 // the returned table (nil when there are none); the caller must Close it
 // once the descriptors have been sent.
 func Marshal(v any) ([]byte, *Files, error) {
@@ -171,6 +171,9 @@ func Marshal(v any) ([]byte, *Files, error) {
 // files may be nil for a channel that cannot carry descriptors: a handle
 // inside v is then an error wrapping ErrNoFiles.
 func AppendTo(buf *bytes.Buffer, files *Files, v any) error {
+	if err := checkNesting(v); err != nil {
+		return fmt.Errorf("wire: cannot encode %T: %w", v, err)
+	}
 	w := encBuf{files: files}
 	// Swap buffers so that the encoder writes straight into the caller's
 	// storage without a copy.
@@ -223,6 +226,9 @@ func Unmarshal(data []byte, files *Files, v any) error {
 // ones whose *T implements io.Closer are closed: the caller gets only the
 // error and could not close them itself.
 func RegisterHandle[T any](id int8, enc func(v *T, fds *Files) ([]byte, error), dec func(v *T, state []byte, fds *Files) error) {
+	// msgpack encodes these through the extension, not their fields.
+	handleTypes.Store(reflect.TypeFor[*T](), struct{}{})
+	handleTypes.Store(reflect.TypeFor[T](), struct{}{})
 	msgpack.RegisterExtEncoder(id, (*T)(nil), func(e *msgpack.Encoder, v reflect.Value) ([]byte, error) {
 		w, ok := e.Writer().(*encBuf)
 		if !ok || w.files == nil {
