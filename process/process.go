@@ -209,12 +209,27 @@ func (p *Process) Join(ctx context.Context) error {
 	if !started {
 		return ErrNotStarted
 	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return fmt.Errorf("process: join %s: %w", p.opts.name, ctx.Err())
+	if err := waitDone(ctx, p.done); err != nil {
+		return fmt.Errorf("process: join %s: %w", p.opts.name, err)
 	}
 	return p.exitError()
+}
+
+// waitDone waits for done or ctx, preferring done: a select on two ready
+// channels picks at random, and a child that has exited must be reported as
+// such to a caller whose ctx has ended too (a Join used as a poll).
+func waitDone(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (p *Process) exitError() error {
@@ -389,10 +404,8 @@ func Shutdown(ctx context.Context) error {
 		}
 	}
 	for _, p := range kids {
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return fmt.Errorf("process: shutdown: %w", ctx.Err())
+		if err := waitDone(ctx, p.done); err != nil {
+			return fmt.Errorf("process: shutdown: %w", err)
 		}
 	}
 	return nil

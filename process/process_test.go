@@ -429,3 +429,19 @@ func TestAuthKeyInherited(t *testing.T) {
 	require.Len(t, process.AuthKey(), 32)
 	require.NoError(t, run(t, process.New(f, process.AuthKey())))
 }
+
+// Join and Shutdown with a ctx that has already ended report an exited
+// child's result, every time: select alone picks at random between two
+// ready cases.
+func TestJoinEndedCtxAfterExit(t *testing.T) {
+	p := process.New(fail, "done")
+	require.NoError(t, p.Start())
+	var ee *process.ExitError
+	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 200 {
+		require.ErrorAs(t, p.Join(ctx), &ee)
+		require.NoError(t, process.Shutdown(ctx))
+	}
+}
