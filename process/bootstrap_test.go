@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+var takeBytes = process.Register("test.takeBytes", func(ctx context.Context, b []byte) error { return nil })
+
 // startWithin runs p.Start and fails the test if it does not return within d.
 func startWithin(t *testing.T, p *process.Process, d time.Duration) error {
 	t.Helper()
@@ -62,4 +64,29 @@ func TestLargeErrorMessage(t *testing.T) {
 	assert.True(t, strings.HasSuffix(ee.Message, "xxxx"), "and its tail")
 	assert.Contains(t, ee.Message, "bytes elided")
 	assert.Less(t, len(ee.Message), 100<<10, "a huge message is clipped")
+}
+
+// While Start is busy (here writing a large argument to a child that is
+// slow to read it), the other methods answer at once instead of waiting
+// for it: Join's ctx is honoured.
+func TestMethodsDuringStart(t *testing.T) {
+	p := process.New(takeBytes, bytes.Repeat([]byte("a"), 16<<20), process.WithEnv("MPGO_TEST_INIT_DELAY=1s"))
+	started := make(chan error, 1)
+	go func() { started <- p.Start() }()
+	for {
+		select {
+		case err := <-started:
+			require.NoError(t, err)
+			require.NoError(t, p.Join(ctxT(t)))
+			return
+		default:
+		}
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		p.Join(ctx)
+		cancel()
+		p.Pid()
+		p.IsAlive()
+		require.Less(t, time.Since(t0), 500*time.Millisecond, "a method waited for Start")
+	}
 }

@@ -78,9 +78,10 @@ type Process struct {
 	fn     string
 	ident  string
 
-	mu      sync.Mutex
-	started bool
-	pid     int
+	mu       sync.Mutex
+	starting bool // Start is at work, without holding mu
+	started  bool
+	pid      int
 	os      *osProc // nil before Start
 
 	done     chan struct{}
@@ -126,30 +127,54 @@ func (p *Process) Pid() int {
 func (p *Process) Daemon() bool { return p.opts.daemon }
 
 // Start starts the child. It may be called once; the argument's handles can
-// be closed by the caller as soon as it returns.
+// be closed by the caller as soon as it returns. While it runs (it waits for
+// the child to take a large argument), the other methods behave as before
+// Start.
 func (p *Process) Start() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.started {
+	if p.started || p.starting {
+		p.mu.Unlock()
 		return ErrStarted
 	}
+	p.starting = true
+	p.mu.Unlock()
+	proc, err := p.start()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starting = false
+	if err != nil {
+		return err
+	}
+	p.started = true
+	p.os = proc
+	p.pid = proc.pid
+	p.stderr = proc.stderrTail
+	addActive(p)
+	go p.wait()
+	return nil
+}
+
+// start does Start's work, without p.mu: a large argument takes a while to
+// encode and to write, and Join (with its ctx), Pid or IsAlive must not
+// wait for that.
+func (p *Process) start() (*osProc, error) {
 	if _, ok := os.LookupEnv(EnvBootstrap); ok {
-		return ErrNoInit
+		return nil, ErrNoInit
 	}
 	if child.active && child.daemon {
-		return ErrDaemonChildren
+		return nil, ErrDaemonChildren
 	}
 	if _, ok := lookup(p.fn); !ok {
-		return fmt.Errorf("process: function %q is not registered", p.fn)
+		return nil, fmt.Errorf("process: function %q is not registered", p.fn)
 	}
 	for _, kv := range p.opts.env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
-			return fmt.Errorf("process: start %s: invalid environment entry %q: want KEY=VALUE without NUL bytes", p.opts.name, kv)
+			return nil, fmt.Errorf("process: start %s: invalid environment entry %q: want KEY=VALUE without NUL bytes", p.opts.name, kv)
 		}
 	}
 	arg, files, err := p.encode()
 	if err != nil {
-		return fmt.Errorf("process: %s: %w", p.opts.name, err)
+		return nil, fmt.Errorf("process: %s: %w", p.opts.name, err)
 	}
 	defer files.Close()
 	b := bootstrap{
@@ -166,15 +191,9 @@ func (p *Process) Start() error {
 	}
 	proc, err := spawn(&b, files.FDs(), &p.opts)
 	if err != nil {
-		return fmt.Errorf("process: start %s: %w", p.opts.name, err)
+		return nil, fmt.Errorf("process: start %s: %w", p.opts.name, err)
 	}
-	p.started = true
-	p.os = proc
-	p.pid = proc.pid
-	p.stderr = proc.stderrTail
-	addActive(p)
-	go p.wait()
-	return nil
+	return proc, nil
 }
 
 // wait reaps the child, collects its report and closes done.

@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MPGO_BENCH_EXIT") != "" {
 		os.Exit(0) // BenchmarkExecSelf's child: the cost of a bare re-exec
 	}
+	if d, err := time.ParseDuration(os.Getenv("MPGO_TEST_INIT_DELAY")); err == nil {
+		time.Sleep(d) // a child slow to read its bootstrap (TestMethodsDuringStart)
+	}
 	process.Init()
 	goleak.VerifyTestMain(m)
 }
