@@ -82,7 +82,7 @@ type Process struct {
 	starting bool // Start is at work, without holding mu
 	started  bool
 	pid      int
-	os      *osProc // nil before Start
+	os       *osProc // nil before Start
 
 	done     chan struct{}
 	code     int
