@@ -37,8 +37,12 @@
 // # Caveats
 //
 // Errors wrap one of the sentinels ([ErrShort], [ErrInvalid], [ErrDepth],
-// [ErrType], [ErrRange]), except a [Visitor] hook's own; a reader or scanner that fails reports zero
-// bytes taken. The readers check only their own value: a container header
-// reader bounds the count by the bytes left (every value takes one byte at
-// least) but does not look at the elements.
+// [ErrType], [ErrRange]), except a [Visitor] hook's own; a reader or
+// scanner that fails reports zero bytes taken.
+//
+// The readers check only their own value. In particular [ReadArrayHeader]
+// and [ReadMapHeader] return the count the header claims, which peer input
+// chooses: read the headers of a value [Len] has accepted (it checks every
+// count against the bytes present), or bound the count before allocating
+// by it.
 package msgp

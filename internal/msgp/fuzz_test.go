@@ -145,7 +145,7 @@ func FuzzLen(f *testing.F) {
 			v, m, rerr := ReadArrayHeader(b)
 			within("header", m, rerr)
 			if rerr == nil {
-				if w, derr := decoder().DecodeArrayLen(); derr != nil || w != v || v > len(b)-m {
+				if w, derr := decoder().DecodeArrayLen(); derr != nil || w != v {
 					t.Fatalf("ReadArrayHeader %d, msgpack %d, %v", v, w, derr)
 				}
 			}
@@ -154,7 +154,7 @@ func FuzzLen(f *testing.F) {
 			v, m, rerr := ReadMapHeader(b)
 			within("header", m, rerr)
 			if rerr == nil {
-				if w, derr := decoder().DecodeMapLen(); derr != nil || w != v || 2*v > len(b)-m {
+				if w, derr := decoder().DecodeMapLen(); derr != nil || w != v {
 					t.Fatalf("ReadMapHeader %d, msgpack %d, %v", v, w, derr)
 				}
 			}
@@ -231,21 +231,14 @@ func FuzzAppendRead(f *testing.F) {
 			float32(gf32) != float32(fl) && !math.IsNaN(fl) {
 			t.Fatalf("read back %d %d %v %v %q %x %v %x", gi, gu, gf, gf32, gs, gbin, gbool, gnil)
 		}
-		// A header's count is a claim about the bytes after it: refused
-		// until they are there.
+		// A header reads back as the count it was written with, whatever
+		// follows it.
 		for _, h := range []struct {
 			b    []byte
 			read func([]byte) (int, int, error)
-			per  int
-		}{{AppendArrayHeader(nil, int(count)), ReadArrayHeader, 1}, {AppendMapHeader(nil, int(count)), ReadMapHeader, 2}} {
-			if _, _, err := h.read(h.b); (err == nil) != (count == 0) {
-				t.Fatalf("header of %d with nothing after it: %v", count, err)
-			}
-			if count <= 1<<16 {
-				full := append(h.b, make([]byte, h.per*int(count))...)
-				if c, m, err := h.read(full); err != nil || c != int(count) || m != len(h.b) {
-					t.Fatalf("header of %d read as %d, %d, %v", count, c, m, err)
-				}
+		}{{AppendArrayHeader(nil, int(count)), ReadArrayHeader}, {AppendMapHeader(nil, int(count)), ReadMapHeader}} {
+			if c, m, err := h.read(h.b); err != nil || c != int(count) || m != len(h.b) {
+				t.Fatalf("header of %d read as %d, %d, %v", count, c, m, err)
 			}
 		}
 	})

@@ -144,15 +144,13 @@ func blob(b []byte) ([]byte, int, error) {
 }
 
 // ReadArrayHeader reads the header of an array and returns its element
-// count and the header's length. An array claiming more elements than
-// there are bytes after its header is ErrShort.
+// count, as the header claims it, and the header's length.
 func ReadArrayHeader(b []byte) (n, size int, err error) {
 	return header(b, ArrayType, "an array")
 }
 
-// ReadMapHeader reads the header of a map and returns its pair count and
-// the header's length. A map claiming more keys and values than there are
-// bytes after its header is ErrShort.
+// ReadMapHeader reads the header of a map and returns its pair count, as
+// the header claims it, and the header's length.
 func ReadMapHeader(b []byte) (n, size int, err error) {
 	return header(b, MapType, "a map")
 }
@@ -162,21 +160,19 @@ func header(b []byte, t Type, want string) (int, int, error) {
 		return 0, 0, readError(b, got, want)
 	}
 	l := layouts[b[0]]
-	n, p := int(l.n), 1
-	if l.lenSize != 0 {
-		var err error
-		if n, p, err = l.count(b, p); err != nil {
-			return 0, 0, err
+	switch l.lenSize {
+	case 0:
+		return int(l.n), 1, nil
+	case 2:
+		if len(b) < 3 {
+			return 0, 0, ErrShort
 		}
+		return int(binary.BigEndian.Uint16(b[1:])), 3, nil
 	}
-	values := n
-	if t == MapType {
-		values *= 2
-	}
-	if values > len(b)-p {
+	if len(b) < 5 {
 		return 0, 0, ErrShort
 	}
-	return n, p, nil
+	return int(binary.BigEndian.Uint32(b[1:])), 5, nil
 }
 
 // readError is the error of a reader that wanted something else than the
