@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -224,18 +225,18 @@ func (c *client) readFailed(err error) {
 
 // parseReply reads one [callID, code, payload, grants] array.
 func parseReply(b []byte) (id uint64, rep reply, n int, err error) {
-	cnt, pos, err := arrayHeader(b)
+	cnt, pos, err := msgp.ReadArrayHeader(b)
 	if err != nil || cnt != 4 {
 		return 0, rep, 0, errMalformed
 	}
-	id, k, err := readUint(b[pos:])
+	id, k, err := msgp.ReadUint(b[pos:])
 	if err != nil {
-		return 0, rep, 0, err
+		return 0, rep, 0, errMalformed
 	}
 	pos += k
-	code, k, err := readUint(b[pos:])
+	code, k, err := msgp.ReadUint(b[pos:])
 	if err != nil {
-		return 0, rep, 0, err
+		return 0, rep, 0, errMalformed
 	}
 	pos += k
 	rep.code = int(code)
@@ -245,19 +246,19 @@ func parseReply(b []byte) (id uint64, rep reply, n int, err error) {
 	}
 	rep.payload = b[pos : pos+k]
 	pos += k
-	if pos < len(b) && b[pos] == msgpNil {
+	if msgp.NextType(b[pos:]) == msgp.NilType {
 		pos++
 	} else {
-		cnt, h, err := arrayHeader(b[pos:])
+		cnt, h, err := msgp.ReadArrayHeader(b[pos:])
 		if err != nil || cnt > len(b)-pos {
 			return 0, rep, 0, errMalformed
 		}
 		pos += h
 		rep.grants = make([]uint64, cnt)
 		for i := range rep.grants {
-			g, k, err := readUint(b[pos:])
+			g, k, err := msgp.ReadUint(b[pos:])
 			if err != nil {
-				return 0, rep, 0, err
+				return 0, rep, 0, errMalformed
 			}
 			rep.grants[i] = g
 			pos += k
@@ -324,10 +325,10 @@ func (c *client) newRequest(o op, obj uint64, nargs int, id uint64) *request {
 	r.buf.Reset()
 	r.buf.cl = c
 	r.id = id
-	r.tmp = appendArrayHeader(r.tmp[:0], 3+nargs)
-	r.tmp = appendUint(r.tmp, r.id)
-	r.tmp = appendUint(r.tmp, uint64(o))
-	r.tmp = appendUint(r.tmp, obj)
+	r.tmp = msgp.AppendArrayHeader(r.tmp[:0], 3+nargs)
+	r.tmp = msgp.AppendUint(r.tmp, r.id)
+	r.tmp = msgp.AppendUint(r.tmp, uint64(o))
+	r.tmp = msgp.AppendUint(r.tmp, obj)
 	r.buf.Write(r.tmp)
 	r.call = &call{}
 	return r
@@ -343,11 +344,11 @@ func (r *request) free() {
 	requestPool.Put(r)
 }
 
-func (r *request) uint(u uint64) { r.tmp = appendUint(r.tmp[:0], u); r.buf.Write(r.tmp) }
-func (r *request) int(i int64)   { r.tmp = appendInt(r.tmp[:0], i); r.buf.Write(r.tmp) }
-func (r *request) str(s string)  { r.tmp = appendString(r.tmp[:0], s); r.buf.Write(r.tmp) }
-func (r *request) bool(v bool)   { r.tmp = appendBool(r.tmp[:0], v); r.buf.Write(r.tmp) }
-func (r *request) nil()          { r.buf.WriteByte(msgpNil) }
+func (r *request) uint(u uint64) { r.tmp = msgp.AppendUint(r.tmp[:0], u); r.buf.Write(r.tmp) }
+func (r *request) int(i int64)   { r.tmp = msgp.AppendInt(r.tmp[:0], i); r.buf.Write(r.tmp) }
+func (r *request) str(s string)  { r.tmp = msgp.AppendString(r.tmp[:0], s); r.buf.Write(r.tmp) }
+func (r *request) bool(v bool)   { r.tmp = msgp.AppendBool(r.tmp[:0], v); r.buf.Write(r.tmp) }
+func (r *request) nil()          { r.tmp = msgp.AppendNil(r.tmp[:0]); r.buf.Write(r.tmp) }
 func (r *request) raw(b []byte)  { r.buf.Write(b) }
 
 // value encodes a user value. The request is unusable after an error.
@@ -458,7 +459,7 @@ const (
 func (c *client) result(cl *call) (reply, error) {
 	rep := cl.reply
 	if rep.code >= codeFirstError {
-		msg, _, _ := readString(rep.payload)
+		msg, _, _ := msgp.ReadString(rep.payload)
 		c.settle(rep.grants)
 		return rep, replyError(rep.code, msg)
 	}

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -135,4 +137,38 @@ func TestMalformedRequests(t *testing.T) {
 	m2, err := Connect(ctx, network, addr, nil)
 	require.NoError(t, err)
 	require.NoError(t, m2.Close())
+}
+
+// TestDeepValues: a value whose arrays and maps nest msgp.MaxDepth deep
+// is stored and returned as sent; one level more is refused with an error
+// reply, because every decoder of it (a client's msgpack, the pool's
+// codec) recurses once per level and a peer must not choose how deep.
+func TestDeepValues(t *testing.T) {
+	nested := func(depth int) []byte {
+		return append(bytes.Repeat([]byte{0x91}, depth), 0x01)
+	}
+	s, c := fuzzServer()
+	batch := encodeRequests(t, []any{1, int(opCreate), 0, int(kindDict), nil, nil})
+	batch = append(append(batch, 0x95, 2, byte(opSet), 1, 0xa1, 'k'), nested(msgp.MaxDepth)...)
+	batch = append(append(batch, 0x95, 3, byte(opSet), 1, 0xa1, 'k'), nested(msgp.MaxDepth+1)...)
+	s.mu.Lock()
+	s.runBatch(c, batch) // the rest of a batch after a bad request is dropped
+	s.runBatch(c, encodeRequests(t, []any{4, int(opGet), 1, "k"}))
+	s.drain()
+	s.mu.Unlock()
+	replies := map[uint64]reply{}
+	for out := c.out; len(out) > 0; {
+		id, rep, n, err := parseReply(out)
+		require.NoError(t, err)
+		replies[id] = rep
+		out = out[n:]
+	}
+	require.Len(t, replies, 4)
+	assert.Equal(t, codeOK, replies[2].code)
+	assert.Equal(t, codeBadRequest, replies[3].code)
+	assert.Equal(t, codeOK, replies[4].code)
+	assert.Equal(t, nested(msgp.MaxDepth), replies[4].payload)
+	s.mu.Lock()
+	closeForTest(s, c)
+	s.mu.Unlock()
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 )
@@ -337,7 +338,7 @@ func (m *Manager) create(ctx context.Context, k kind, opts []ObjectOption, typeN
 	if err != nil {
 		return nil, fmt.Errorf("manager: new %s: %w", k, err)
 	}
-	id, _, err := readUint(rep.payload)
+	id, _, err := msgp.ReadUint(rep.payload)
 	if err != nil {
 		cl.settle(rep.grants)
 		return nil, fmt.Errorf("manager: new %s: bad reply", k)

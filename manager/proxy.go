@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/vmihailenco/msgpack/v5"
@@ -45,33 +46,16 @@ type ref struct {
 const refVersion = 1
 
 func (r *ref) append(b []byte) []byte {
-	b = appendArrayHeader(b, 9)
-	b = appendUint(b, refVersion)
-	b = appendBin(b, r.server[:])
-	b = appendString(b, r.network)
-	b = appendString(b, r.addr)
-	b = appendUint(b, r.id)
-	b = appendUint(b, uint64(r.kind))
-	b = appendString(b, r.typeName)
-	if r.authkey == nil {
-		b = append(b, msgpNil)
-	} else {
-		b = appendBin(b, r.authkey)
-	}
-	return appendUint(b, r.token)
-}
-
-func appendBin(b, v []byte) []byte {
-	n := len(v)
-	switch {
-	case n <= 0xff:
-		b = append(b, 0xc4, byte(n))
-	case n <= 0xffff:
-		b = append(b, 0xc5, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, v...)
+	b = msgp.AppendArrayHeader(b, 9)
+	b = msgp.AppendUint(b, refVersion)
+	b = msgp.AppendBin(b, r.server[:])
+	b = msgp.AppendString(b, r.network)
+	b = msgp.AppendString(b, r.addr)
+	b = msgp.AppendUint(b, r.id)
+	b = msgp.AppendUint(b, uint64(r.kind))
+	b = msgp.AppendString(b, r.typeName)
+	b = msgp.AppendBin(b, r.authkey) // nil (not an empty bin) when there is none
+	return msgp.AppendUint(b, r.token)
 }
 
 var errBadRef = errors.New("manager: malformed proxy reference")
@@ -80,7 +64,7 @@ var errBadRef = errors.New("manager: malformed proxy reference")
 // parses the refs inside stored values with it), so it checks everything.
 func parseRef(b []byte) (ref, error) {
 	var r ref
-	n, pos, err := arrayHeader(b)
+	n, pos, err := msgp.ReadArrayHeader(b)
 	if err != nil || n != 9 {
 		return r, errBadRef
 	}
@@ -94,15 +78,15 @@ func parseRef(b []byte) (ref, error) {
 	}
 	var version, kd uint64
 	var server, key []byte
-	next(func(b []byte) (k int, err error) { version, k, err = readUint(b); return })
-	next(func(b []byte) (k int, err error) { server, k, err = readBytes(b); return })
-	next(func(b []byte) (k int, err error) { r.network, k, err = readString(b); return })
-	next(func(b []byte) (k int, err error) { r.addr, k, err = readString(b); return })
-	next(func(b []byte) (k int, err error) { r.id, k, err = readUint(b); return })
-	next(func(b []byte) (k int, err error) { kd, k, err = readUint(b); return })
-	next(func(b []byte) (k int, err error) { r.typeName, k, err = readString(b); return })
-	next(func(b []byte) (k int, err error) { key, k, err = readBytes(b); return })
-	next(func(b []byte) (k int, err error) { r.token, k, err = readUint(b); return })
+	next(func(b []byte) (k int, err error) { version, k, err = msgp.ReadUint(b); return })
+	next(func(b []byte) (k int, err error) { server, k, err = msgp.ReadBytes(b); return })
+	next(func(b []byte) (k int, err error) { r.network, k, err = msgp.ReadString(b); return })
+	next(func(b []byte) (k int, err error) { r.addr, k, err = msgp.ReadString(b); return })
+	next(func(b []byte) (k int, err error) { r.id, k, err = msgp.ReadUint(b); return })
+	next(func(b []byte) (k int, err error) { kd, k, err = msgp.ReadUint(b); return })
+	next(func(b []byte) (k int, err error) { r.typeName, k, err = msgp.ReadString(b); return })
+	next(func(b []byte) (k int, err error) { key, k, err = msgp.ReadBytes(b); return })
+	next(func(b []byte) (k int, err error) { r.token, k, err = msgp.ReadUint(b); return })
 	if err != nil || pos != len(b) || version != refVersion || len(server) != len(r.server) ||
 		kd == 0 || kd >= uint64(kindEnd) || r.id == 0 {
 		return ref{}, errBadRef
@@ -290,7 +274,7 @@ func (p *proxy) payload(w io.Writer) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		tok, _, err := readUint(rep.payload)
+		tok, _, err := msgp.ReadUint(rep.payload)
 		if err != nil {
 			return nil, fmt.Errorf("manager: bad export reply: %w", err)
 		}

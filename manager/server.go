@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/pipe"
 )
@@ -287,23 +288,23 @@ type sreq struct {
 // parseRequest reads one request array at the start of b. On error it
 // returns the call id when it got that far (0 otherwise).
 func parseRequest(b []byte, args [][]byte) (r sreq, n int, err error) {
-	cnt, pos, err := arrayHeader(b)
+	cnt, pos, err := msgp.ReadArrayHeader(b)
 	if err != nil || cnt < 3 || cnt > 3+16 {
 		return r, 0, errMalformed
 	}
-	id, k, err := readUint(b[pos:])
+	id, k, err := msgp.ReadUint(b[pos:])
 	if err != nil {
-		return r, 0, err
+		return r, 0, errMalformed
 	}
 	r.id = id
 	pos += k
-	o, k, err := readUint(b[pos:])
+	o, k, err := msgp.ReadUint(b[pos:])
 	if err != nil || o > 255 {
 		return r, 0, errMalformed
 	}
 	r.op = op(o)
 	pos += k
-	obj, k, err := readUint(b[pos:])
+	obj, k, err := msgp.ReadUint(b[pos:])
 	if err != nil {
 		return r, 0, errMalformed
 	}
@@ -351,14 +352,14 @@ func (s *server) handle(c *sconn, r *sreq) {
 			c.fail(r.id, codeBadRequest, "hello: want the protocol version")
 			return
 		}
-		if v, _, err := readUint(r.args[0]); err != nil || v != protocolVersion {
+		if v, _, err := msgp.ReadUint(r.args[0]); err != nil || v != protocolVersion {
 			c.fail(r.id, codeBadRequest, fmt.Sprintf("client speaks manager protocol %s, this server %d: rebuild both from the same source", numText(r.args[0]), protocolVersion))
 			return
 		}
-		b := appendArrayHeader(nil, 3)
-		b = appendUint(b, protocolVersion)
-		b = appendBin(b, s.id[:])
-		b = appendUint(b, uint64(s.maxMsg))
+		b := msgp.AppendArrayHeader(nil, 3)
+		b = msgp.AppendUint(b, protocolVersion)
+		b = msgp.AppendBin(b, s.id[:])
+		b = msgp.AppendUint(b, uint64(s.maxMsg))
 		c.ok(r.id, b, nil)
 		return
 	case opCreate:
@@ -376,10 +377,10 @@ func (s *server) handle(c *sconn, r *sreq) {
 		}
 		return
 	case opStats:
-		b := appendArrayHeader(nil, 3)
-		b = appendUint(b, uint64(len(s.objects)))
-		b = appendUint(b, uint64(len(s.conns)))
-		b = appendUint(b, uint64(len(s.tokens)))
+		b := msgp.AppendArrayHeader(nil, 3)
+		b = msgp.AppendUint(b, uint64(len(s.objects)))
+		b = msgp.AppendUint(b, uint64(len(s.conns)))
+		b = msgp.AppendUint(b, uint64(len(s.tokens)))
 		c.ok(r.id, b, nil)
 		return
 	}
@@ -394,7 +395,7 @@ func (s *server) handle(c *sconn, r *sreq) {
 		s.tokens[t.id] = t
 		c.tokens[t.id] = t
 		o.refs++
-		c.ok(r.id, appendUint(nil, t.id), nil)
+		c.ok(r.id, msgp.AppendUint(nil, t.id), nil)
 		return
 	}
 	var code int
@@ -443,15 +444,15 @@ func (s *server) create(c *sconn, r *sreq) {
 		c.fail(r.id, codeBadRequest, "create: want kind, name, parameter")
 		return
 	}
-	kd, _, err := readUint(r.args[0])
+	kd, _, err := msgp.ReadUint(r.args[0])
 	if err != nil || kd == 0 || kd >= uint64(kindEnd) {
 		c.fail(r.id, codeBadRequest, "create: bad kind")
 		return
 	}
 	k := kind(kd)
 	var name string
-	if r.args[1][0] != msgpNil {
-		if name, _, err = readString(r.args[1]); err != nil {
+	if msgp.NextType(r.args[1]) != msgp.NilType {
+		if name, _, err = msgp.ReadString(r.args[1]); err != nil {
 			c.fail(r.id, codeBadRequest, "create: bad name")
 			return
 		}
@@ -464,7 +465,7 @@ func (s *server) create(c *sconn, r *sreq) {
 				return
 			}
 			s.grantObject(c, o)
-			c.ok(r.id, appendUint(nil, o.id), []uint64{o.id})
+			c.ok(r.id, msgp.AppendUint(nil, o.id), []uint64{o.id})
 			return
 		}
 	}
@@ -481,7 +482,7 @@ func (s *server) create(c *sconn, r *sreq) {
 		o.refs++ // a name keeps its object until the server stops
 	}
 	s.grantObject(c, o)
-	c.ok(r.id, appendUint(nil, o.id), []uint64{o.id})
+	c.ok(r.id, msgp.AppendUint(nil, o.id), []uint64{o.id})
 }
 
 func describe(o *object) string {
@@ -492,7 +493,7 @@ func describe(o *object) string {
 }
 
 func stringArg(b []byte) string {
-	s, _, _ := readString(b)
+	s, _, _ := msgp.ReadString(b)
 	return s
 }
 
@@ -515,7 +516,7 @@ func (s *server) initObject(c *sconn, o *object, param []byte) (int, string) {
 		}
 		o.items = items
 	case kindQueue, kindJoinable:
-		n, _, err := readInt(param)
+		n, _, err := msgp.ReadInt(param)
 		if err != nil || n < 0 {
 			return codeInvalid, "queue size must be >= 0"
 		}
@@ -523,13 +524,13 @@ func (s *server) initObject(c *sconn, o *object, param []byte) (int, string) {
 	case kindLock, kindRLock:
 		o.lock = &lockState{}
 	case kindSemaphore, kindBoundedSemaphore:
-		n, _, err := readInt(param)
+		n, _, err := msgp.ReadInt(param)
 		if err != nil || n < 0 {
 			return codeInvalid, "semaphore value must be >= 0"
 		}
 		o.sem = &semState{value: int(n), initial: int(n)}
 	case kindCondition:
-		id, _, err := readUint(param)
+		id, _, err := msgp.ReadUint(param)
 		if err != nil {
 			return codeBad, "condition: bad lock id"
 		}
@@ -548,7 +549,7 @@ func (s *server) initObject(c *sconn, o *object, param []byte) (int, string) {
 	case kindEvent:
 		o.event = &eventState{}
 	case kindBarrier:
-		n, _, err := readInt(param)
+		n, _, err := msgp.ReadInt(param)
 		if err != nil || n < 1 {
 			return codeInvalid, "barrier parties must be >= 1"
 		}
@@ -571,7 +572,7 @@ func (s *server) handleDecref(c *sconn, r *sreq) {
 	if len(r.args) != 1 {
 		return
 	}
-	n, _, err := readUint(r.args[0])
+	n, _, err := msgp.ReadUint(r.args[0])
 	if err != nil {
 		return
 	}
@@ -599,8 +600,8 @@ func (s *server) redeem(c *sconn, r *sreq) {
 		c.fail(r.id, codeBadRequest, "redeem: want token, kind")
 		return
 	}
-	tok, _, err1 := readUint(r.args[0])
-	kd, _, err2 := readUint(r.args[1])
+	tok, _, err1 := msgp.ReadUint(r.args[0])
+	kd, _, err2 := msgp.ReadUint(r.args[1])
 	if err1 != nil || err2 != nil {
 		c.fail(r.id, codeBadRequest, "redeem: bad arguments")
 		return
@@ -713,9 +714,9 @@ func (s *server) storeValue(v []byte) ([]byte, error) {
 
 // storeArray stores each element of a msgpack array.
 func (s *server) storeArray(b []byte) ([][]byte, error) {
-	n, pos, err := arrayHeader(b)
+	n, pos, err := msgp.ReadArrayHeader(b)
 	if err != nil {
-		return nil, err
+		return nil, errMalformed
 	}
 	items := make([][]byte, 0, min(n, 1024))
 	for range n {
@@ -807,7 +808,7 @@ func (c *sconn) ok(id uint64, payload []byte, grants []uint64) {
 
 // fail sends an error reply.
 func (c *sconn) fail(id uint64, code int, msg string) {
-	c.reply(id, code, appendString(nil, msg), nil)
+	c.reply(id, code, msgp.AppendString(nil, msg), nil)
 }
 
 func (c *sconn) reply(id uint64, code int, payload []byte, grants []uint64) {
@@ -819,7 +820,7 @@ func (c *sconn) reply(id uint64, code int, payload []byte, grants []uint64) {
 	c.out = appendReply(c.out, id, code, payload, grants)
 	if len(c.out)-start > c.s.maxMsg {
 		c.out = appendReply(c.out[:start], id, codeTooLarge,
-			appendString(nil, fmt.Sprintf("reply of %d bytes over the %d-byte limit", len(c.out)-start, c.s.maxMsg)), grants)
+			msgp.AppendString(nil, fmt.Sprintf("reply of %d bytes over the %d-byte limit", len(c.out)-start, c.s.maxMsg)), grants)
 	}
 	c.ends = append(c.ends, len(c.out))
 	c.wmu.Unlock()
@@ -830,20 +831,20 @@ func (c *sconn) reply(id uint64, code int, payload []byte, grants []uint64) {
 }
 
 func appendReply(b []byte, id uint64, code int, payload []byte, grants []uint64) []byte {
-	b = appendArrayHeader(b, 4)
-	b = appendUint(b, id)
-	b = appendUint(b, uint64(code))
+	b = msgp.AppendArrayHeader(b, 4)
+	b = msgp.AppendUint(b, id)
+	b = msgp.AppendUint(b, uint64(code))
 	if payload == nil {
-		b = append(b, msgpNil)
+		b = msgp.AppendNil(b)
 	} else {
 		b = append(b, payload...)
 	}
 	if grants == nil {
-		return append(b, msgpNil)
+		return msgp.AppendNil(b)
 	}
-	b = appendArrayHeader(b, len(grants))
+	b = msgp.AppendArrayHeader(b, len(grants))
 	for _, g := range grants {
-		b = appendUint(b, g)
+		b = msgp.AppendUint(b, g)
 	}
 	return b
 }

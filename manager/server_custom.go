@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -79,7 +80,7 @@ func (s *server) customOp(c *sconn, r *sreq, o *object) (int, string) {
 	if !args(r, 2) {
 		return bad("Call: want method, arguments")
 	}
-	name, _, err := readString(r.args[0])
+	name, _, err := msgp.ReadString(r.args[0])
 	if err != nil {
 		return bad("Call: bad method name")
 	}
@@ -96,7 +97,7 @@ func (s *server) customOp(c *sconn, r *sreq, o *object) (int, string) {
 	if !m.IsValid() {
 		return codeNoMethod, fmt.Sprintf("%s has no method %s", cs.typeName, name)
 	}
-	n, pos, err := arrayHeader(r.args[1])
+	n, pos, err := msgp.ReadArrayHeader(r.args[1])
 	if err != nil {
 		return bad("Call: arguments must be an array")
 	}
@@ -143,10 +144,10 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 	want := t.NumIn() - first
 	if t.IsVariadic() {
 		if len(raw) < want-1 {
-			return codeNoMethod, appendString(nil, fmt.Sprintf("%s takes at least %d arguments, got %d", name, want-1, len(raw)))
+			return codeNoMethod, msgp.AppendString(nil, fmt.Sprintf("%s takes at least %d arguments, got %d", name, want-1, len(raw)))
 		}
 	} else if len(raw) != want {
-		return codeNoMethod, appendString(nil, fmt.Sprintf("%s takes %d arguments, got %d", name, want, len(raw)))
+		return codeNoMethod, msgp.AppendString(nil, fmt.Sprintf("%s takes %d arguments, got %d", name, want, len(raw)))
 	}
 	for i, b := range raw {
 		var pt reflect.Type
@@ -157,7 +158,7 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 		}
 		p := reflect.New(pt)
 		if err := msgpack.NewDecoder(bytes.NewReader(b)).Decode(p.Interface()); err != nil {
-			return codeNoMethod, appendString(nil, fmt.Sprintf("%s argument %d: %v", name, i+1, err))
+			return codeNoMethod, msgp.AppendString(nil, fmt.Sprintf("%s argument %d: %v", name, i+1, err))
 		}
 		in = append(in, p.Elem())
 	}
@@ -167,7 +168,7 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 		defer func() {
 			if r := recover(); r != nil {
 				code = codeRemote
-				payload = appendString(nil, fmt.Sprintf("%s\x00panic: %v\n\n%s", name, r, debug.Stack()))
+				payload = msgp.AppendString(nil, fmt.Sprintf("%s\x00panic: %v\n\n%s", name, r, debug.Stack()))
 			}
 		}()
 		out = m.Call(in)
@@ -178,7 +179,7 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 	}
 	if k := len(out); k > 0 && t.Out(k-1) == errType {
 		if err, _ := out[k-1].Interface().(error); err != nil {
-			return codeRemote, appendString(nil, name+"\x00"+err.Error())
+			return codeRemote, msgp.AppendString(nil, name+"\x00"+err.Error())
 		}
 		out = out[:k-1]
 	}
@@ -200,7 +201,7 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 		err = enc.Encode(vals)
 	}
 	if err != nil {
-		return codeRemote, appendString(nil, fmt.Sprintf("%s\x00cannot encode the result: %v", name, err))
+		return codeRemote, msgp.AppendString(nil, fmt.Sprintf("%s\x00cannot encode the result: %v", name, err))
 	}
 	return codeOK, buf.Bytes()
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+
+	"github.com/mpgo/multiprocessing/internal/msgp"
 )
 
 // odict is an insertion-ordered map of encoded keys to encoded values, so
@@ -144,13 +146,13 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		}
 		c.ok(r.id, nil, nil)
 	case opLen:
-		c.ok(r.id, appendUint(nil, uint64(d.len())), nil)
+		c.ok(r.id, msgp.AppendUint(nil, uint64(d.len())), nil)
 	case opKeys:
-		b := appendArrayHeader(nil, d.len())
+		b := msgp.AppendArrayHeader(nil, d.len())
 		d.each(func(k string, _ []byte) { b = append(b, k...) })
 		c.ok(r.id, b, nil)
 	case opItems:
-		b := appendMapHeader(nil, d.len())
+		b := msgp.AppendMapHeader(nil, d.len())
 		var grants []uint64
 		d.each(func(k string, v []byte) {
 			b = append(append(b, k...), v...)
@@ -161,7 +163,7 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		if !args(r, 1) {
 			return bad("Update: want a map")
 		}
-		n, pos, err := mapHeader(r.args[0])
+		n, pos, err := msgp.ReadMapHeader(r.args[0])
 		if err != nil {
 			return bad("Update: want a map")
 		}
@@ -238,8 +240,9 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 			return bad("CompareAndSwap: want key, old, new, oldIsZero")
 		}
 		cur, ok := d.get(r.args[0])
-		if !(ok && bytes.Equal(cur, canonical(r.args[1])) || !ok && r.args[3][0] == 0xc3) {
-			c.ok(r.id, appendBool(nil, false), nil)
+		oldIsZero, _, _ := msgp.ReadBool(r.args[3])
+		if !(ok && bytes.Equal(cur, canonical(r.args[1])) || !ok && oldIsZero) {
+			c.ok(r.id, msgp.AppendBool(nil, false), nil)
 			return codeOK, ""
 		}
 		v, err := s.storeValue(r.args[2])
@@ -249,7 +252,7 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		if old := d.set(r.args[0], v); old != nil {
 			s.releaseValue(old)
 		}
-		c.ok(r.id, appendBool(nil, true), nil)
+		c.ok(r.id, msgp.AppendBool(nil, true), nil)
 	default:
 		return unknownOp(r, o)
 	}
@@ -266,7 +269,7 @@ func (s *server) releasePairs(pairs []kvPair) {
 
 // add is Add on a stored value: the sum, encoded, or an error reply.
 func add(cur, delta []byte) ([]byte, int, string) {
-	if len(cur) == 1 && cur[0] == msgpNil {
+	if msgp.NextType(cur) == msgp.NilType {
 		cur = nil
 	}
 	sum, err := addNumbers(cur, delta)
@@ -281,7 +284,7 @@ func add(cur, delta []byte) ([]byte, int, string) {
 
 // index resolves a Python-style index (negative counts from the end).
 func index(b []byte, n int) (int, bool) {
-	i, _, err := readInt(b)
+	i, _, err := msgp.ReadInt(b)
 	if err != nil {
 		return 0, false
 	}
@@ -320,7 +323,7 @@ func (s *server) listOp(c *sconn, r *sreq, o *object) (int, string) {
 		if !args(r, 2) {
 			return bad("Insert: want index, value")
 		}
-		i, _, err := readInt(r.args[0])
+		i, _, err := msgp.ReadInt(r.args[0])
 		if err != nil {
 			return bad("Insert: bad index")
 		}
@@ -379,7 +382,7 @@ func (s *server) listOp(c *sconn, r *sreq, o *object) (int, string) {
 		for i, v := range o.items {
 			if bytes.Equal(v, want) {
 				if r.op == opIndex {
-					c.ok(r.id, appendUint(nil, uint64(i)), nil)
+					c.ok(r.id, msgp.AppendUint(nil, uint64(i)), nil)
 					return codeOK, ""
 				}
 				copy(o.items[i:], o.items[i+1:])
@@ -392,7 +395,7 @@ func (s *server) listOp(c *sconn, r *sreq, o *object) (int, string) {
 		}
 		return codeNotFound, ""
 	case opLen:
-		c.ok(r.id, appendUint(nil, uint64(len(o.items))), nil)
+		c.ok(r.id, msgp.AppendUint(nil, uint64(len(o.items))), nil)
 	case opSlice:
 		s.sliceReply(c, r.id, o.items)
 	case opClear:
@@ -412,7 +415,7 @@ func (s *server) sliceReply(c *sconn, id uint64, items [][]byte) {
 	for _, v := range items {
 		size += len(v)
 	}
-	b := appendArrayHeader(make([]byte, 0, size), len(items))
+	b := msgp.AppendArrayHeader(make([]byte, 0, size), len(items))
 	var grants []uint64
 	for _, v := range items {
 		b = append(b, v...)
@@ -422,7 +425,7 @@ func (s *server) sliceReply(c *sconn, id uint64, items [][]byte) {
 }
 
 func numText(b []byte) string {
-	i, _, err := readInt(b)
+	i, _, err := msgp.ReadInt(b)
 	if err != nil {
 		return "?"
 	}
@@ -460,7 +463,7 @@ func (s *server) valueOp(c *sconn, r *sreq, o *object) (int, string) {
 			return bad("CompareAndSwap: want old, new")
 		}
 		if !bytes.Equal(o.val, canonical(r.args[0])) {
-			c.ok(r.id, appendBool(nil, false), nil)
+			c.ok(r.id, msgp.AppendBool(nil, false), nil)
 			return codeOK, ""
 		}
 		v, err := s.storeValue(r.args[1])
@@ -470,7 +473,7 @@ func (s *server) valueOp(c *sconn, r *sreq, o *object) (int, string) {
 		old := o.val
 		o.val = v
 		s.releaseValue(old)
-		c.ok(r.id, appendBool(nil, true), nil)
+		c.ok(r.id, msgp.AppendBool(nil, true), nil)
 	default:
 		return unknownOp(r, o)
 	}
@@ -480,7 +483,7 @@ func (s *server) valueOp(c *sconn, r *sreq, o *object) (int, string) {
 func (s *server) arrayOp(c *sconn, r *sreq, o *object) (int, string) {
 	switch r.op {
 	case opLen:
-		c.ok(r.id, appendUint(nil, uint64(len(o.items))), nil)
+		c.ok(r.id, msgp.AppendUint(nil, uint64(len(o.items))), nil)
 		return codeOK, ""
 	case opSlice:
 		s.sliceReply(c, r.id, o.items)

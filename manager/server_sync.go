@@ -1,6 +1,10 @@
 package manager
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/mpgo/multiprocessing/internal/msgp"
+)
 
 // Queues and synchronisation objects live in the server as plain state
 // guarded by s.mu. A call that must wait is parked as a *waiter in the
@@ -217,11 +221,11 @@ func (s *server) queueOp(c *sconn, r *sreq, o *object) (int, string) {
 		s.releaseValue(v)
 		c.ok(r.id, v, grants)
 	case opLen:
-		c.ok(r.id, appendUint(nil, uint64(q.len())), nil)
+		c.ok(r.id, msgp.AppendUint(nil, uint64(q.len())), nil)
 	case opEmpty:
-		c.ok(r.id, appendBool(nil, q.len() == 0), nil)
+		c.ok(r.id, msgp.AppendBool(nil, q.len() == 0), nil)
 	case opFull:
-		c.ok(r.id, appendBool(nil, q.max > 0 && q.len() >= q.max), nil)
+		c.ok(r.id, msgp.AppendBool(nil, q.max > 0 && q.len() >= q.max), nil)
 	case opTaskDone:
 		if !joinable {
 			return unknownOp(r, o)
@@ -277,7 +281,7 @@ func (s *server) lockOp(c *sconn, r *sreq, o *object) (int, string) {
 			return codeOK, ""
 		}
 		if r.op == opTryAcquire {
-			c.ok(r.id, appendBool(nil, false), nil)
+			c.ok(r.id, msgp.AppendBool(nil, false), nil)
 			return codeOK, ""
 		}
 		l.waiters = append(l.waiters, s.park(c, r, o))
@@ -312,7 +316,7 @@ func (s *server) acquired(c *sconn, r *sreq, died bool) {
 	}
 	var payload []byte
 	if r.op == opTryAcquire {
-		payload = appendBool(nil, true)
+		payload = msgp.AppendBool(nil, true)
 	}
 	c.reply(r.id, code, payload, nil)
 }
@@ -358,7 +362,7 @@ func (s *server) handOver(o *object, w *waiter) {
 	}
 	var payload []byte
 	if w.op == opTryAcquire {
-		payload = appendBool(nil, true)
+		payload = msgp.AppendBool(nil, true)
 	}
 	s.answer(w, code, payload, nil)
 }
@@ -385,7 +389,7 @@ func (s *server) semOp(c *sconn, r *sreq, o *object) (int, string) {
 			return codeOK, ""
 		}
 		if r.op == opTryAcquire {
-			c.ok(r.id, appendBool(nil, false), nil)
+			c.ok(r.id, msgp.AppendBool(nil, false), nil)
 			return codeOK, ""
 		}
 		m.waiters = append(m.waiters, s.park(c, r, o))
@@ -402,7 +406,7 @@ func (s *server) semOp(c *sconn, r *sreq, o *object) (int, string) {
 		}
 		c.ok(r.id, nil, nil)
 	case opSemValue:
-		c.ok(r.id, appendUint(nil, uint64(m.value)), nil)
+		c.ok(r.id, msgp.AppendUint(nil, uint64(m.value)), nil)
 	default:
 		return unknownOp(r, o)
 	}
@@ -429,7 +433,7 @@ func (s *server) condOp(c *sconn, r *sreq, o *object) (int, string) {
 		if !args(r, 1) {
 			return bad("Notify: want n")
 		}
-		n, _, err := readInt(r.args[0])
+		n, _, err := msgp.ReadInt(r.args[0])
 		if err != nil {
 			return bad("Notify: bad n")
 		}
@@ -476,7 +480,7 @@ func (s *server) eventOp(c *sconn, r *sreq, o *object) (int, string) {
 		e.set = false
 		c.ok(r.id, nil, nil)
 	case opIsSet:
-		c.ok(r.id, appendBool(nil, e.set), nil)
+		c.ok(r.id, msgp.AppendBool(nil, e.set), nil)
 	case opWait:
 		if e.set {
 			c.ok(r.id, nil, nil)
@@ -501,10 +505,10 @@ func (s *server) barrierOp(c *sconn, r *sreq, o *object) (int, string) {
 		index := len(b.waiters)
 		if index+1 == b.parties {
 			for _, w := range b.waiters {
-				s.answer(w, codeOK, appendUint(nil, uint64(w.index)), nil)
+				s.answer(w, codeOK, msgp.AppendUint(nil, uint64(w.index)), nil)
 			}
 			b.waiters = nil
-			c.ok(r.id, appendUint(nil, uint64(index)), nil)
+			c.ok(r.id, msgp.AppendUint(nil, uint64(index)), nil)
 			return codeOK, ""
 		}
 		w := s.park(c, r, o)
@@ -520,11 +524,11 @@ func (s *server) barrierOp(c *sconn, r *sreq, o *object) (int, string) {
 		b.broken = false
 		c.ok(r.id, nil, nil)
 	case opBroken:
-		c.ok(r.id, appendBool(nil, b.broken), nil)
+		c.ok(r.id, msgp.AppendBool(nil, b.broken), nil)
 	case opNWaiting:
-		c.ok(r.id, appendUint(nil, uint64(len(b.waiters))), nil)
+		c.ok(r.id, msgp.AppendUint(nil, uint64(len(b.waiters))), nil)
 	case opParties:
-		c.ok(r.id, appendUint(nil, uint64(b.parties)), nil)
+		c.ok(r.id, msgp.AppendUint(nil, uint64(b.parties)), nil)
 	default:
 		return unknownOp(r, o)
 	}
@@ -536,7 +540,7 @@ func (s *server) barrierOp(c *sconn, r *sreq, o *object) (int, string) {
 func (s *server) breakBarrier(b *barrierState) {
 	b.broken = true
 	for _, w := range b.waiters {
-		s.answer(w, codeBroken, appendString(nil, ""), nil)
+		s.answer(w, codeBroken, msgp.AppendString(nil, ""), nil)
 	}
 	b.waiters = nil
 }

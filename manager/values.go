@@ -3,6 +3,8 @@ package manager
 import (
 	"fmt"
 	"reflect"
+
+	"github.com/mpgo/multiprocessing/internal/msgp"
 )
 
 // decodeAs decodes a reply's value as a T and settles the reply's grants
@@ -16,7 +18,7 @@ func decodeAs[T any](cl *client, rep reply) (T, error) {
 
 // decodeInt reads an integer result.
 func decodeInt(rep reply) (int, error) {
-	n, _, err := readInt(rep.payload)
+	n, _, err := msgp.ReadInt(rep.payload)
 	if err != nil {
 		return 0, fmt.Errorf("manager: bad reply: %w", err)
 	}
@@ -25,10 +27,11 @@ func decodeInt(rep reply) (int, error) {
 
 // decodeBool reads a boolean result.
 func decodeBool(rep reply) (bool, error) {
-	if len(rep.payload) == 1 && (rep.payload[0] == 0xc2 || rep.payload[0] == 0xc3) {
-		return rep.payload[0] == 0xc3, nil
+	v, _, err := msgp.ReadBool(rep.payload)
+	if err != nil {
+		return false, fmt.Errorf("manager: bad reply")
 	}
-	return false, fmt.Errorf("manager: bad reply")
+	return v, nil
 }
 
 // values returns a request builder that encodes vs in order.
