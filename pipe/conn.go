@@ -58,6 +58,9 @@ type Conn struct {
 	rpos   int
 	rend   int
 	rerr   error // sticky read error (ErrBadFrame, EOF)
+	// unread is set when bytes or descriptors are left in the buffers
+	// after a receive: such a Conn cannot be passed to another process.
+	unread atomic.Bool
 	fdq    []int // descriptors received and not yet claimed by a message (unix sockets)
 	oob    []byte
 	kind   connKind
@@ -213,7 +216,7 @@ func (c *Conn) Recv(v any) error {
 		return err
 	}
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
+	defer c.unlockRead()
 	msg, err := c.recvLocked(nil)
 	if err != nil {
 		return err
@@ -234,7 +237,7 @@ func (c *Conn) RecvBytes() ([]byte, error) {
 		return nil, err
 	}
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
+	defer c.unlockRead()
 	msg, err := c.recvLocked(nil)
 	if err != nil {
 		return nil, err
@@ -252,7 +255,7 @@ func (c *Conn) RecvBytesInto(buf []byte) (int, error) {
 		return 0, err
 	}
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
+	defer c.unlockRead()
 	msg, err := c.recvLocked(buf)
 	if err != nil {
 		return 0, err
@@ -265,6 +268,13 @@ func (c *Conn) RecvBytesInto(buf []byte) (int, error) {
 		return len(msg), nil
 	}
 	return copy(buf, msg), nil
+}
+
+// unlockRead notes whether anything is left in the read buffers and
+// releases rmu.
+func (c *Conn) unlockRead() {
+	c.unread.Store(c.rend > c.rpos || len(c.fdq) > 0)
+	c.rmu.Unlock()
 }
 
 // recvLocked reads one message. The result aliases the read buffer, or dst
@@ -486,12 +496,18 @@ func (c *Conn) buffered() bool {
 }
 
 // Handle passing: the descriptor is duplicated (the sender's Conn stays
-// usable) and the receiver rebuilds a Conn around it. Bytes already buffered
-// by the sender stay with the sender: pass a Conn before reading from it.
+// usable) and the receiver rebuilds a Conn around it. Bytes already read
+// into this end's buffer could not go with it, so passing such a Conn is an
+// error until they are received.
 func init() {
 	wire.RegisterHandle(wire.ExtPipeConn, func(c *Conn, fds *wire.Files) ([]byte, error) {
 		if c.closed.Load() {
 			return nil, fmt.Errorf("pipe: cannot pass a closed Conn: %w", ErrClosed)
+		}
+		if c.unread.Load() {
+			// Those bytes would stay here and the receiver's stream would
+			// begin in the middle of a message, or a message late.
+			return nil, errors.New("pipe: cannot pass a Conn with unread data in its buffer: receive it first")
 		}
 		fd := c.fd()
 		if fd < 0 {

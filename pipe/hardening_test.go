@@ -72,3 +72,31 @@ func TestOversizeMessageDropsItsHandles(t *testing.T) {
 	require.NoError(t, m.F.Close())
 	assert.Equal(t, before, fdCount(t), "the skipped message's descriptor was not closed")
 }
+
+// A Conn whose read buffer holds data cannot be passed: the receiving
+// process would not get those bytes, and its stream would start in the
+// middle of nowhere. Passing it is an error until the data is read.
+func TestPassConnWithBufferedData(t *testing.T) {
+	a, b := pair(t)
+	x, y := pair(t)
+	require.NoError(t, a.SendBytes([]byte("one")))
+	require.NoError(t, a.SendBytes([]byte("two")))
+	_, err := b.RecvBytes() // reads both into b's buffer
+	require.NoError(t, err)
+	ok, err := b.Poll(0)
+	require.NoError(t, err)
+	require.True(t, ok, "the second message is buffered")
+	err = x.Send(b)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "unread")
+	_, err = b.RecvBytes()
+	require.NoError(t, err)
+	require.NoError(t, x.Send(b), "nothing buffered any more")
+	var c *pipe.Conn
+	require.NoError(t, y.Recv(&c))
+	defer c.Close()
+	require.NoError(t, a.SendBytes([]byte("three")))
+	got, err := c.RecvBytes()
+	require.NoError(t, err)
+	assert.Equal(t, "three", string(got))
+}
