@@ -53,11 +53,11 @@ type Conn struct {
 	maxSize  atomic.Int64
 	closed   atomic.Bool
 
-	rmu    sync.Mutex
-	rbuf   []byte // buffered bytes are rbuf[rpos:rend]
-	rpos   int
-	rend   int
-	rerr   error // sticky read error (ErrBadFrame, EOF)
+	rmu  sync.Mutex
+	rbuf []byte // buffered bytes are rbuf[rpos:rend]
+	rpos int
+	rend int
+	rerr error // sticky read error (ErrBadFrame, EOF)
 	// unread is set when bytes or descriptors are left in the buffers
 	// after a receive: such a Conn cannot be passed to another process.
 	unread atomic.Bool
