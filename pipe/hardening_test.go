@@ -1,11 +1,13 @@
 package pipe_test
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/stretchr/testify/assert"
@@ -99,4 +101,25 @@ func TestPassConnWithBufferedData(t *testing.T) {
 	got, err := c.RecvBytes()
 	require.NoError(t, err)
 	assert.Equal(t, "three", string(got))
+}
+
+// A server that accepts and says nothing cannot stall Dial past its ctx.
+func TestDialSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			c.Read(make([]byte, 1)) // until the client hangs up
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = pipe.Dial(ctx, "tcp", ln.Addr().String(), []byte("k"))
+	assert.ErrorIs(t, err, pipe.ErrAuth)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 5*time.Second)
 }
