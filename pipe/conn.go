@@ -115,6 +115,7 @@ func (c *Conn) Send(v any) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	defer c.trimWriteBuf()
 	c.wbuf.Reset()
 	// Room for the header and, if v holds handles, the handles mark.
 	c.wbuf.Write([]byte{0, 0, 0, 0, 0, 0, 0})
@@ -146,6 +147,17 @@ func (c *Conn) Send(v any) error {
 	}
 	putHeader(b, n)
 	return c.write(b)
+}
+
+// maxKeptWriteBuf is the largest encoding buffer a Conn keeps between
+// Sends: repeated messages up to this size reuse it, and one huge message
+// does not pin its size for the Conn's life.
+const maxKeptWriteBuf = 4 << 20
+
+func (c *Conn) trimWriteBuf() {
+	if c.wbuf.Cap() > maxKeptWriteBuf {
+		c.wbuf = bytes.Buffer{}
+	}
 }
 
 // SendBytes sends b as one message, unchanged. An empty message is legal.

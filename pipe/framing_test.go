@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -102,3 +103,17 @@ func TestRecvSplitAnywhere(t *testing.T) {
 }
 
 func errEOF() error { return io.EOF }
+
+// One large Send does not pin its encoding buffer for the Conn's life.
+func TestSendBufferNotRetained(t *testing.T) {
+	a, b, err := Pipe()
+	require.NoError(t, err)
+	defer a.Close()
+	defer b.Close()
+	big := make([]byte, 32<<20)
+	go b.RecvBytes()
+	require.NoError(t, a.Send(big))
+	assert.LessOrEqual(t, a.wbuf.Cap(), maxKeptWriteBuf)
+	require.NoError(t, a.Send(1))
+	assert.Positive(t, a.wbuf.Cap(), "a small buffer is kept")
+}
