@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestRecvSplitAnywhere sends messages whose sizes sit around every edge of
@@ -116,4 +117,40 @@ func TestSendBufferNotRetained(t *testing.T) {
 	assert.LessOrEqual(t, a.wbuf.Cap(), maxKeptWriteBuf)
 	require.NoError(t, a.Send(1))
 	assert.Positive(t, a.wbuf.Cap(), "a small buffer is kept")
+}
+
+// Descriptors the kernel dropped (MSG_CTRUNC: more than fit, or
+// RLIMIT_NOFILE reached) make the descriptor accounting untrustworthy: the
+// Conn reports it and refuses further reads, rather than let a later
+// message's handles be rebuilt around the wrong descriptors. What did
+// arrive is closed.
+func TestTruncatedRights(t *testing.T) {
+	a, b, err := Pipe()
+	require.NoError(t, err)
+	defer a.Close()
+	defer b.Close()
+	before := fdCount(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	fds := make([]int, 253)
+	for i := range fds {
+		fds[i] = int(r.Fd())
+	}
+	payload := []byte{0xc1, 'H', 253, 0xc0}
+	frame := append(binary.BigEndian.AppendUint32(nil, uint32(len(payload))), payload...)
+	require.NoError(t, unix.Sendmsg(a.fd(), frame, unix.UnixRights(fds...), nil, 0))
+	r.Close()
+	w.Close()
+	var v any
+	err = b.Recv(&v)
+	assert.ErrorIs(t, err, ErrBadFrame)
+	assert.Contains(t, err.Error(), "MSG_CTRUNC")
+	assert.ErrorIs(t, b.Recv(&v), ErrBadFrame, "sticky")
+	assert.Equal(t, before, fdCount(t), "the descriptors that did arrive are closed")
+}
+
+func fdCount(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
 }

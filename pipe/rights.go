@@ -103,20 +103,33 @@ func (c *Conn) recvRights(fd int, p []byte) (int, error) {
 	if c.oob == nil {
 		c.oob = make([]byte, unix.CmsgSpace(4*maxRights))
 	}
-	n, oobn, _, _, err := unix.Recvmsg(fd, p, c.oob, unix.MSG_CMSG_CLOEXEC)
+	n, oobn, flags, _, err := unix.Recvmsg(fd, p, c.oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return 0, err
 	}
+	var got []int
 	if oobn > 0 {
 		msgs, perr := unix.ParseSocketControlMessage(c.oob[:oobn])
 		if perr == nil {
 			for i := range msgs {
 				if fds, err := unix.ParseUnixRights(&msgs[i]); err == nil {
-					c.fdq = append(c.fdq, fds...)
+					got = append(got, fds...)
 				}
 			}
 		}
 	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		// The kernel dropped descriptors: more than our buffer holds
+		// (SCM_MAX_FD is 253, we take 250) or over RLIMIT_NOFILE. Which
+		// message is short of them cannot be known, and a later message
+		// would claim another's: stop reading, as Python's recvfds does.
+		for _, fd := range got {
+			unix.Close(fd)
+		}
+		c.rerr = fmt.Errorf("%w: the kernel dropped descriptors sent with a message (MSG_CTRUNC: too many in one message, or this process is out of descriptors)", ErrBadFrame)
+		return 0, c.rerr
+	}
+	c.fdq = append(c.fdq, got...)
 	return n, nil
 }
 
