@@ -32,36 +32,58 @@ func FuzzRecv(f *testing.F) {
 	f.Add(frame(nil))
 	f.Add(append(frame([]byte{0x92, 0x01, 0xa1, 'x'}), frame([]byte{0xc0})...))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 3, 'a', 'b', 'c'})
-	f.Add([]byte{0xff, 0xff, 0xff, 0xfb})                // negative length
-	f.Add([]byte{0x7f, 0xff, 0xff, 0xff, 1})             // huge, truncated
-	f.Add([]byte{0, 0, 0, 5, 'a'})                       // truncated payload
-	f.Add([]byte{0, 0})                                  // truncated header
-	f.Add(frame([]byte{0xdd, 0xff, 0xff, 0xff, 0xff}))   // msgpack array claiming 4G items
-	f.Add(frame([]byte{0xc7, 0x05, 106, 1, 2, 3, 4, 5})) // a handle ext without descriptors
+	f.Add([]byte{0xff, 0xff, 0xff, 0xfb})                        // negative length
+	f.Add([]byte{0x7f, 0xff, 0xff, 0xff, 1})                     // huge, truncated
+	f.Add([]byte{0, 0, 0, 5, 'a'})                               // truncated payload
+	f.Add([]byte{0, 0})                                          // truncated header
+	f.Add(frame([]byte{0xdd, 0xff, 0xff, 0xff, 0xff}))           // msgpack array claiming 4G items
+	f.Add(frame([]byte{0xc7, 0x05, 106, 1, 2, 3, 4, 5}))         // a handle ext without descriptors
+	f.Add(frame([]byte{0xc1, 'H', 2, 0xc7, 0x03, 105, 1, 0, 3})) // marked: 2 descriptors, none sent
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, w := rawConn(t)
-		defer c.Close()
-		c.SetMaxMessageSize(1 << 16)
-		go func() {
-			w.Write(data)
-			w.Close()
-		}()
-		for i := 0; ; i++ {
-			var v any
-			var err error
-			if i%2 == 0 {
-				err = c.Recv(&v)
-			} else {
-				_, err = c.RecvBytes()
-			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrBadFrame) {
-				return
-			}
-			if i > len(data) {
-				t.Fatalf("more messages (%d) than bytes (%d)", i, len(data))
-			}
+		// Through an OS pipe, and through a unix socket (recvmsg, where
+		// marked messages claim descriptors that never came).
+		for _, socket := range []bool{false, true} {
+			recvAll(t, data, socket)
 		}
 	})
+}
+
+// recvAll feeds data to a Conn over an OS pipe or a unix socket and
+// receives until the stream ends: no panic, no hang, no more messages than
+// bytes.
+func recvAll(t *testing.T, data []byte, socket bool) {
+	var c *Conn
+	var w *os.File
+	if socket {
+		a, b, err := Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, w = a, b.s.(*os.File)
+	} else {
+		c, w = rawConn(t)
+	}
+	defer c.Close()
+	c.SetMaxMessageSize(1 << 16)
+	go func() {
+		w.Write(data)
+		w.Close()
+	}()
+	for i := 0; ; i++ {
+		var v any
+		var err error
+		if i%2 == 0 {
+			err = c.Recv(&v)
+		} else {
+			_, err = c.RecvBytes()
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrBadFrame) {
+			return
+		}
+		if i > len(data) {
+			t.Fatalf("more messages (%d) than bytes (%d)", i, len(data))
+		}
+	}
 }
 
 // FuzzHandshake plays arbitrary bytes as the peer of both handshake roles:
