@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	process.Init()
-	goleak.VerifyTestMain(m)
+	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -1,7 +1,10 @@
 package process
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -76,3 +79,53 @@ func TestWithoutPidfd(t *testing.T) {
 		assert.NoError(t, tc.send(p), "signalling a reaped child is a no-op")
 	}
 }
+
+// Every failure path of Start and of a child's life gives its descriptors
+// back: none of them may leave a pipe, socket or pidfd behind.
+func TestNoFDLeakOnFailures(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		require.NoError(t, err)
+		return len(ents)
+	}
+	ctx := context.Background()
+	require.NoError(t, New(takeBytes, nil).Start()) // warm up /dev/null and the like
+	Shutdown(ctx)
+	before := count()
+
+	var out bytes.Buffer
+	// Refused by Start, before or after the pipes for captured output.
+	assert.Error(t, New(takeBytes, nil, WithEnv("BAD"), WithStdout(&out), WithStderr(&out)).Start())
+	assert.Error(t, New(Func[chan int]{name: "internal.bytes"}, make(chan int), WithStdout(&out)).Start())
+	func() {
+		defer func(old int) { maxBootstrapSize = old }(maxBootstrapSize)
+		maxBootstrapSize = 10
+		assert.Error(t, New(takeBytes, make([]byte, 100), WithStderr(&out)).Start())
+	}()
+	// A child that dies before reading its bootstrap, one that fails with a
+	// huge message, one that panics, one killed.
+	for _, p := range []*Process{
+		New(takeBytes, make([]byte, 4<<20), WithEnv("MPGO_BENCH_EXIT=1"), WithStdout(&out)),
+		New(failWith, strings.Repeat("x", 1<<20), WithStderr(&out)),
+		New(panicWith, "boom", WithStdout(&out), WithStderr(&out)),
+	} {
+		require.NoError(t, p.Start())
+		assert.Error(t, p.Join(ctx))
+	}
+	a, b, err := pipe.Pipe()
+	require.NoError(t, err)
+	p := New(sleeper, b, WithStdout(&out))
+	require.NoError(t, p.Start())
+	b.Close()
+	var ok bool
+	require.NoError(t, a.Recv(&ok))
+	require.NoError(t, p.Kill())
+	assert.Error(t, p.Join(ctx))
+	a.Close()
+	assert.Equal(t, before, count())
+}
+
+var (
+	failWith  = Register("internal.fail", func(ctx context.Context, msg string) error { return errors.New(msg) })
+	panicWith = Register("internal.panic", func(ctx context.Context, msg string) error { panic(msg) })
+)

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		time.Sleep(d) // a child slow to read its bootstrap (TestMethodsDuringStart)
 	}
 	process.Init()
-	goleak.VerifyTestMain(m)
+	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
 var (

@@ -1,10 +1,19 @@
-// Package testbin builds the example programs for their end-to-end tests.
+// Package testbin holds test helpers: it builds the example programs for
+// their end-to-end tests, and checks that no child process or goroutine
+// outlives a package's tests.
 package testbin
 
 import (
+	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // Build compiles the main package in dir (relative to the calling test's
@@ -31,4 +40,53 @@ func mustAbs(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// LiveChildren returns the pids of this process's children that are still
+// running (exited ones waiting to be reaped are not listed). A TestMain
+// checks it after m.Run: no worker may outlive the tests.
+func LiveChildren() []int {
+	ents, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 || f[0] == "Z" {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == self {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
+
+// VerifyTestMain runs the tests, then fails the run if a child process
+// outlived them or a goroutine leaked (goleak), and exits.
+func VerifyTestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if kids := LiveChildren(); len(kids) > 0 {
+			fmt.Fprintf(os.Stderr, "child processes outlived the tests: %v\n", kids)
+			code = 1
+		}
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
