@@ -24,6 +24,30 @@
 //
 // A message over the size limit ([Conn.SetMaxMessageSize], default
 // [DefaultMaxMessageSize]) is refused by its header before any memory is
-// allocated, and skipped. A truncated message, a malformed header, a value
-// that does not decode and a failed handshake are errors, never panics.
+// allocated, and skipped (with the descriptors it carried). A truncated
+// message, a malformed header, a value that does not decode and a failed
+// handshake are errors, never panics. During the handshake a message is at
+// most 256 bytes, as in Python, so a peer that has not proved it knows the
+// key cannot make [Listener.Accept] or [Dial] allocate what a header
+// announces.
+//
+// # Caveats
+//
+//   - A message within the limit is allocated at the size its header
+//     announces when the header arrives: lower the limit on a Conn that
+//     faces peers you do not trust.
+//   - A Conn reads ahead into a buffer. Passing it to another process while
+//     that buffer holds data is an error (the data could not go along):
+//     receive it first.
+//   - Handles (Conns, files, sockets, queues, locks) travel only over unix
+//     sockets (Pipe, Listen("unix", ...)); Send fails on other kinds. If
+//     the kernel drops descriptors (the process is out of them), the Conn
+//     stops with [ErrBadFrame] rather than hand a value the wrong ones.
+//   - A value that contains itself cannot be sent: Send returns an error.
+//   - [Conn.Poll] and [Wait] on a Conn that another goroutine closes at
+//     the same time may poll a descriptor number reused in between (as in
+//     Python); Recv then reports [ErrClosed].
+//   - [Listener.Accept] calls wait in the listener one at a time (the
+//     handshakes run in parallel). A ctx that ends during a handshake fails
+//     that connection.
 package pipe

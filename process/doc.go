@@ -46,8 +46,26 @@
 // non-daemon children when its function returns; daemon children are
 // terminated by [Shutdown] and may not start children.
 //
+// # Output
+//
+// [WithStdout] and [WithStderr] writers get all of the child's output by the
+// time [Process.Join] returns. A process the child started (with os/exec)
+// that inherited the descriptor and outlives the child does not hold Join:
+// what it writes after the child's exit is dropped. A writer that fails is
+// not written to again; the child is not disturbed.
+//
 // # Caveats
 //
-// Linux only (pidfd, prctl). Signals go through a pidfd, so they never
-// reach a process that reused a dead child's pid.
+//   - Linux only (pidfd, prctl). Signals go through a pidfd, so they never
+//     reach a process that reused a dead child's pid (without pidfds, before
+//     Linux 5.3, the pid is never signalled once reaped).
+//   - The child runs from /proc/self/exe: deleting or replacing the program
+//     file while it runs does not change what its children run.
+//   - The argument is limited to 1 GiB encoded; the error text a child
+//     reports to 64 KiB (its head and tail are kept).
+//   - [Process.Interrupt] before the child's function has started finds no
+//     handler: SIGINT's default action ends the child (exit code -2).
+//   - The function runs on a goroutine of its own; runtime.Goexit in it
+//     ends the child with an error. Goroutines it leaves running end with
+//     the process, as at the end of main.
 package process
