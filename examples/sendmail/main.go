@@ -39,6 +39,11 @@ func main() {
 	maxDelay := flag.Duration("max-delay", 500*time.Millisecond, "longest random delay")
 	flag.Parse()
 	log.SetFlags(0)
+	if *n < 0 || *maxDelay < 0 {
+		fmt.Fprintln(os.Stderr, "sendmail: -n and -max-delay must not be negative")
+		flag.Usage()
+		os.Exit(2)
+	}
 
 	procs := make([]*process.Process, *n)
 	for i := range procs {

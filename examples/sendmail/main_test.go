@@ -25,3 +25,17 @@ func TestSendmail(t *testing.T) {
 	}
 	assert.Equal(t, "all mail sent", lines[8], "printed only after every sender was joined")
 }
+
+// Bad flags are a usage error, not a panic.
+func TestSendmailBadFlags(t *testing.T) {
+	bin := testbin.Build(t, ".")
+	for _, args := range [][]string{{"-n", "-1"}, {"-max-delay", "-1ns"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		cancel()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "%s", out)
+		assert.Equal(t, 2, ee.ExitCode(), "%s", out)
+		assert.NotContains(t, string(out), "panic", "%v", args)
+	}
+}
