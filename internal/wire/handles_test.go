@@ -103,3 +103,31 @@ func TestDecodeErrorClosesRebuiltHandles(t *testing.T) {
 	require.Error(t, roundTrip(t, sent{F: r, G: w, N: "x"}, &got))
 	assert.Equal(t, before, fdCount(t), "descriptors of the rebuilt handles leaked")
 }
+
+// Handle states come from the peer: an index past the table, or one
+// descriptor claimed by two handles, is an error, and every descriptor
+// (taken or not) is closed.
+func TestForgedHandleIndexes(t *testing.T) {
+	ext := func(idx byte) []byte { return []byte{0xd5, byte(ExtFile), idx, 'f'} } // fixext2: index, name
+	for want, data := range map[string][]byte{
+		"out of range": append([]byte{0x91}, ext(3)...),
+		"taken twice":  append(append([]byte{0x92}, ext(0)...), ext(0)...),
+	} {
+		name := want
+		t.Run(name, func(t *testing.T) {
+			before := fdCount(t)
+			r, w, err := os.Pipe()
+			require.NoError(t, err)
+			fd, err := unix.Dup(int(r.Fd()))
+			require.NoError(t, err)
+			r.Close()
+			w.Close()
+			recv := Received([]int{fd})
+			var out []*os.File
+			err = Unmarshal(data, recv, &out)
+			assert.ErrorContains(t, err, want)
+			recv.Close()
+			assert.Equal(t, before, fdCount(t))
+		})
+	}
+}
