@@ -448,3 +448,28 @@ func TestJoinEndedCtxAfterExit(t *testing.T) {
 		require.NoError(t, process.Shutdown(ctx))
 	}
 }
+
+// The spawner thread retires whenever the last child is reaped, and a new
+// one starts with the next Start. With several goroutines starting and
+// joining one child at a time, the count of live children keeps touching
+// zero while other Starts are in flight: a child forked on a thread about
+// to retire would be killed by its Pdeathsig (exit -9).
+func TestSpawnerRetirementChurn(t *testing.T) {
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for range 20 {
+				p := process.New(noop, struct{}{})
+				if err := p.Start(); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := p.Join(ctxT(t)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
