@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"github.com/mpgo/multiprocessing/internal/exithook"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -54,4 +55,25 @@ func TestErrorReportedBeforeExitWork(t *testing.T) {
 	assert.Equal(t, 2, ee.Code, "the hook's panic ends the worker")
 	assert.Equal(t, "the function's own error", ee.Message)
 	assert.Contains(t, stderr.String(), "exit hook failed")
+}
+
+var leaveGoroutines = process.Register("test.leaveGoroutines", func(ctx context.Context, _ struct{}) error {
+	go func() {
+		for {
+			os.Stdout.WriteString("still here\n")
+		}
+	}()
+	go func() { select {} }()
+	return nil
+})
+
+// Goroutines the function leaves running end with the child, as at the end
+// of main: the child exits 0 and Join returns.
+func TestGoroutinesLeftRunning(t *testing.T) {
+	var out bytes.Buffer
+	p := process.New(leaveGoroutines, struct{}{}, process.WithStdout(&out))
+	require.NoError(t, p.Start())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, p.Join(ctx))
 }
