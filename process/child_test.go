@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/mpgo/multiprocessing/internal/exithook"
 	"os"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/exithook"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -76,4 +76,13 @@ func TestGoroutinesLeftRunning(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, p.Join(ctx))
+}
+
+// Shutdown in a main process runs the exit work (queue flushes) once.
+func TestShutdownRunsExitHooks(t *testing.T) {
+	n := 0
+	exithook.Register(func() { n++ })
+	require.NoError(t, process.Shutdown(ctxT(t)))
+	require.NoError(t, process.Shutdown(ctxT(t)))
+	assert.Equal(t, 1, n)
 }

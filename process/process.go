@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/mpgo/multiprocessing/internal/exithook"
 	"github.com/mpgo/multiprocessing/internal/wire"
 )
 
@@ -411,11 +412,14 @@ func ActiveChildren() []*Process {
 	return out
 }
 
-// Shutdown is the at-exit step Python runs implicitly: it terminates the
-// daemon children, then waits for every child to exit. It returns ctx's
-// error if ctx ends first. A worker process runs it when its function
-// returns.
+// Shutdown is the at-exit step Python runs implicitly: it first runs this
+// process's exit work (queues flush what they buffered, as Python's queue
+// finalizers do), then terminates the daemon children and waits for every
+// child to exit. It returns ctx's error if ctx ends first. A worker process
+// runs it when its function returns; a main process calls it before it
+// exits.
 func Shutdown(ctx context.Context) error {
+	exithook.Run()
 	kids := ActiveChildren()
 	for _, p := range kids {
 		if p.opts.daemon {

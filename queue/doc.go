@@ -48,9 +48,9 @@
 //
 // A worker process (started by the process package) flushes every queue it
 // used when its function returns, before it exits; items it cannot flush are
-// reported on its stderr. A main process has no such hook: it must Close (or
-// Flush) its queues before it returns from main, or its buffered items are
-// lost.
+// reported on its stderr. A main process does the same in
+// [process.Shutdown]; one that returns from main without calling it must
+// Close (or Flush) its queues first, or its buffered items are lost.
 //
 // A [Simple] queue never buffers: its Put returns when the item is in the
 // pipe.
