@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/lock"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -31,7 +32,7 @@ func TestEvent(t *testing.T) {
 	t0 := time.Now()
 	assert.ErrorIs(t, e.Wait(short), context.DeadlineExceeded)
 	assert.GreaterOrEqual(t, time.Since(t0), 95*time.Millisecond)
-	assert.Less(t, time.Since(t0), 400*time.Millisecond)
+	assert.Less(t, time.Since(t0), testbin.Slack)
 
 	require.NoError(t, e.Set())
 	assert.True(t, e.IsSet())
@@ -134,7 +135,7 @@ func TestConditionWaitTimeoutAndOwner(t *testing.T) {
 	t0 := time.Now()
 	assert.ErrorIs(t, c.Wait(short), context.DeadlineExceeded)
 	assert.GreaterOrEqual(t, time.Since(t0), 95*time.Millisecond)
-	assert.Less(t, time.Since(t0), 400*time.Millisecond)
+	assert.Less(t, time.Since(t0), testbin.Slack)
 	ok, err := l.TryAcquire()
 	require.NoError(t, err)
 	assert.False(t, ok, "Wait returns holding the lock after a timeout")
@@ -332,7 +333,7 @@ func TestBarrierTimeoutBreaksAll(t *testing.T) {
 	assert.Equal(t, -1, i)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.ErrorIs(t, err, lock.ErrBroken)
-	assert.Less(t, time.Since(t0), 400*time.Millisecond)
+	assert.Less(t, time.Since(t0), testbin.Slack)
 	join(t, p)
 	assert.True(t, b.Broken())
 }

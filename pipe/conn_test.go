@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -241,7 +242,7 @@ func TestPoll(t *testing.T) {
 		ok, err := b.Poll(d)
 		require.NoError(t, err)
 		assert.False(t, ok)
-		assert.Less(t, time.Since(start), 50*time.Millisecond, "Poll(%v) returns at once", d)
+		assert.Less(t, time.Since(start), testbin.Slack, "Poll(%v) returns at once", d)
 	}
 	start := time.Now()
 	ok, err := b.Poll(100 * time.Millisecond)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,9 +34,8 @@ func startWithin(t *testing.T, p *process.Process, d time.Duration) error {
 // blocked writing a large argument into a socket nobody reads.
 func TestStartChildDiesBeforeReadingLargeArgument(t *testing.T) {
 	big := bytes.Repeat([]byte("a"), 8<<20)
-	f := process.Register("test.bigarg", func(ctx context.Context, b []byte) error { return nil })
 	// MPGO_BENCH_EXIT makes the child exit in TestMain, before process.Init.
-	p := process.New(f, big, process.WithEnv("MPGO_BENCH_EXIT=1"))
+	p := process.New(takeBytes, big, process.WithEnv("MPGO_BENCH_EXIT=1"))
 	require.NoError(t, startWithin(t, p, 10*time.Second))
 	var ee *process.ExitError
 	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
@@ -87,6 +87,6 @@ func TestMethodsDuringStart(t *testing.T) {
 		cancel()
 		p.Pid()
 		p.IsAlive()
-		require.Less(t, time.Since(t0), 500*time.Millisecond, "a method waited for Start")
+		require.Less(t, time.Since(t0), testbin.Slack, "a method waited for Start")
 	}
 }

@@ -238,9 +238,10 @@ func TestLifecycleErrors(t *testing.T) {
 	assert.ErrorIs(t, p.Start(), process.ErrStarted)
 }
 
+var takeChan = process.Register("test.chan", func(ctx context.Context, c chan int) error { return nil })
+
 func TestUnencodableArgument(t *testing.T) {
-	f := process.Register("test.chan", func(ctx context.Context, c chan int) error { return nil })
-	p := process.New(f, make(chan int))
+	p := process.New(takeChan, make(chan int))
 	err := p.Start()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "chan")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/mpgo/multiprocessing/queue"
 	"github.com/stretchr/testify/assert"
@@ -49,7 +50,7 @@ func TestBoundedFull(t *testing.T) {
 	el := time.Since(t0)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.GreaterOrEqual(t, el, 90*time.Millisecond)
-	assert.Less(t, el, 600*time.Millisecond)
+	assert.Less(t, el, testbin.Slack)
 	assert.Equal(t, 3, q.Len(), "a put that timed out added nothing")
 	v, err := q.Get(ctxT(t))
 	require.NoError(t, err)
@@ -96,7 +97,7 @@ func TestGetDeadline(t *testing.T) {
 		cancel()
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.GreaterOrEqual(t, el, 90*time.Millisecond)
-		assert.Less(t, el, 400*time.Millisecond)
+		assert.Less(t, el, testbin.Slack)
 	}
 	// Cancellation (no deadline) ends the wait too.
 	ctx, cancel := context.WithCancel(context.Background())

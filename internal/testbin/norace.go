@@ -2,4 +2,8 @@
 
 package testbin
 
+import "time"
+
 const raceEnabled = false
+
+const slack = time.Second

@@ -2,4 +2,8 @@
 
 package testbin
 
+import "time"
+
 const raceEnabled = true
+
+const slack = 3 * time.Second
