@@ -30,17 +30,22 @@ func ReadInt(b []byte) (int64, int, error) {
 		return 0, 0, ErrShort
 	}
 	c := b[0]
-	switch {
-	case c <= 0x7f:
-		return int64(c), 1, nil
-	case c >= 0xe0:
+	if c <= 0x7f || c >= 0xe0 {
 		return int64(int8(c)), 1, nil
 	}
-	l := layouts[c]
-	if l.typ != IntType && l.typ != UintType {
-		return 0, 0, typeError(l.typ, "an integer")
+	var n int
+	switch c {
+	case 0xcc, 0xd0:
+		n = 2
+	case 0xcd, 0xd1:
+		n = 3
+	case 0xce, 0xd2:
+		n = 5
+	case 0xcf, 0xd3:
+		n = 9
+	default:
+		return 0, 0, typeError(layouts[c].typ, "an integer")
 	}
-	n := 1 + int(l.n)
 	if len(b) < n {
 		return 0, 0, ErrShort
 	}
@@ -117,6 +122,13 @@ func ReadString(b []byte) (string, int, error) {
 // bin is an empty slice that is not nil). The result aliases b, with its
 // capacity cut to its length so that appending to it copies.
 func ReadBytes(b []byte) ([]byte, int, error) {
+	if len(b) > 0 && b[0]&0xe0 == 0xa0 { // fixstr, the common case
+		n := 1 + int(b[0]&0x1f)
+		if n > len(b) {
+			return nil, 0, ErrShort
+		}
+		return b[1:n:n], n, nil
+	}
 	switch t := NextType(b); t {
 	case StrType, BinType:
 		return blob(b)
