@@ -116,39 +116,45 @@ func (d *decState) byte1() (byte, error) {
 }
 
 // The readers below read one value at d's position with the msgp reader
-// of its type, and step over it.
+// of its type, and step over it. (Their named results keep them within
+// the compiler's inlining budget: they run once per task argument and
+// result.)
 
 // int64 reads any msgpack integer that fits an int64.
-func (d *decState) int64() (int64, error) {
-	v, n, err := msgp.ReadInt(d.b[d.p:])
+func (d *decState) int64() (v int64, err error) {
+	var n int
+	v, n, err = msgp.ReadInt(d.b[d.p:])
 	d.p += n
-	return v, err
+	return
 }
 
 // uint64 reads any non-negative msgpack integer.
-func (d *decState) uint64() (uint64, error) {
-	v, n, err := msgp.ReadUint(d.b[d.p:])
+func (d *decState) uint64() (v uint64, err error) {
+	var n int
+	v, n, err = msgp.ReadUint(d.b[d.p:])
 	d.p += n
-	return v, err
+	return
 }
 
 // float64 reads a float, or an integer that fits an int64 (any msgpack
 // form of a number is accepted).
-func (d *decState) float64() (float64, error) {
+func (d *decState) float64() (v float64, err error) {
 	if t := msgp.NextType(d.b[d.p:]); t == msgp.IntType || t == msgp.UintType {
-		v, err := d.int64()
-		return float64(v), err
+		i, err := d.int64()
+		return float64(i), err
 	}
-	v, n, err := msgp.ReadFloat(d.b[d.p:])
+	var n int
+	v, n, err = msgp.ReadFloat(d.b[d.p:])
 	d.p += n
-	return v, err
+	return
 }
 
 // raw reads a str or a bin (nil reads as a nil slice) without copying.
-func (d *decState) raw() ([]byte, error) {
-	s, n, err := msgp.ReadBytes(d.b[d.p:])
+func (d *decState) raw() (s []byte, err error) {
+	var n int
+	s, n, err = msgp.ReadBytes(d.b[d.p:])
 	d.p += n
-	return s, err
+	return
 }
 
 func (d *decState) str() (string, error) {
@@ -161,10 +167,11 @@ func (d *decState) bin() ([]byte, error) {
 	return bytes.Clone(s), err
 }
 
-func (d *decState) boolean() (bool, error) {
-	v, n, err := msgp.ReadBool(d.b[d.p:])
+func (d *decState) boolean() (v bool, err error) {
+	var n int
+	v, n, err = msgp.ReadBool(d.b[d.p:])
 	d.p += n
-	return v, err
+	return
 }
 
 func (d *decState) arrayLen() (int, error) {
