@@ -46,7 +46,8 @@ func start[A, R any](p *Pool, t Task[A, R], args []A, mode int, co *callOptions,
 		c.onFinish = func() { onFinish(c) }
 	}
 	ac := newCodec[A]()
-	j := &job{task: t.name, n: n, limit: n, chunk: chunk, sink: c}
+	j := &job{task: t.name, n: n, limit: n, chunk: chunk, sink: c,
+		stopOnErr: mode == modeMap}
 	j.enc = func(b []byte, start, end int) ([]byte, int, error) {
 		es := encPool.Get().(*encState)
 		defer encPool.Put(es)

@@ -69,6 +69,7 @@ func serveWorker(a workerArg) error {
 		flags:     seg.Int64(segFlags),
 		runOff:    -1,
 		stops:     map[uint64]int64{},
+		own:       map[uint64]int64{},
 		qsig:      make(chan struct{}, 1),
 		cpuTime:   a.CPUTime,
 	}
@@ -184,6 +185,7 @@ type workerRT struct {
 	readErr    error
 	qsig       chan struct{}
 	stops      map[uint64]int64 // job -> highest index that may still run
+	own        map[uint64]int64 // the same, from this worker's own failures
 	anyStops   atomic.Bool
 	curSpanJob uint64
 	curCancel  context.CancelFunc
@@ -252,8 +254,9 @@ func (rt *workerRT) stopped(job uint64, idx int) bool {
 	}
 	rt.qmu.Lock()
 	th, ok := rt.stops[job]
+	oth, ook := rt.own[job]
 	rt.qmu.Unlock()
-	return ok && int64(idx) > th
+	return (ok && int64(idx) > th) || (ook && int64(idx) > oth)
 }
 
 // runLoop runs spans until the parent closes the connection. It flushes
@@ -265,9 +268,11 @@ func (rt *workerRT) runLoop() error {
 			rt.queue = rt.queue[:0]
 			rt.qhead = 0
 			// The parent sends no span of a stopped job after the stop, so
-			// with nothing queued the stops can go.
+			// with nothing queued the stops can go. Not the ones this
+			// worker took itself (own): the parent may still send a span
+			// of the job before it has the failure.
 			clear(rt.stops)
-			rt.anyStops.Store(false)
+			rt.anyStops.Store(len(rt.own) > 0)
 			rt.qmu.Unlock()
 			if err := rt.flush(); err != nil {
 				return err
@@ -308,7 +313,7 @@ func (rt *workerRT) runSpan(sp *spanMsg) {
 	} else {
 		msg := fmt.Sprintf("pool: no task registered as %q in this binary: call pool.Register at package level so that workers have it too", sp.name)
 		for i := 0; i < sp.count; i++ {
-			rt.record(sp.job, sp.start+i, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
+			rt.record(sp, sp.start+i, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
 		}
 	}
 	rt.qmu.Lock()
@@ -331,20 +336,65 @@ func (rt *workerRT) begin(job uint64, idx int) {
 // end records the running item's result, then marks the worker between
 // items. The order matters: a worker that dies in between has the result
 // in the segment, and the parent finds it there.
-func (rt *workerRT) end(job uint64, idx int, rec []byte) {
+func (rt *workerRT) end(sp *spanMsg, idx int, rec []byte) {
 	rt.outMu.Lock()
-	rt.appendLocked(job, idx, rec)
+	rt.appendLocked(sp.job, idx, rec)
 	rt.state.Store(2 * rt.seq)
+	stop := rt.failedLocked(sp, rec)
 	rt.outMu.Unlock()
+	if stop {
+		rt.stopOwn(sp.job, idx)
+	}
 }
 
 // record appends the result of an item that did not run (skipped, or an
 // argument that did not decode).
-func (rt *workerRT) record(job uint64, idx int, rec []byte) {
+func (rt *workerRT) record(sp *spanMsg, idx int, rec []byte) {
 	rt.outMu.Lock()
-	rt.appendLocked(job, idx, rec)
+	rt.appendLocked(sp.job, idx, rec)
+	stop := rt.failedLocked(sp, rec)
 	rt.outMu.Unlock()
+	if stop {
+		rt.stopOwn(sp.job, idx)
+	}
 }
+
+// failedLocked reports whether rec, just appended, is the failure of an
+// item of a job that stops at its first error. Such a failure is sent at
+// once rather than on the flush timer: the parent stops the job's items at
+// the other workers only when it has it, and every flush period it waits
+// is a period in which they start items that the call will throw away
+// (under load a timer can fire many periods late).
+func (rt *workerRT) failedLocked(sp *spanMsg, rec []byte) bool {
+	if !sp.stopOnErr || len(rec) == 0 || rec[0] != statusErr {
+		return false
+	}
+	rt.flushLocked()
+	return true
+}
+
+// stopOwn stops this worker's items of job above idx, which just failed:
+// the stop the parent will send once it has the failure, taken without
+// waiting for the round trip, so that the items queued here behind the
+// failed one are skipped rather than started. It is kept also when the
+// worker goes idle, because the parent may have reserved the next item for
+// this worker between taking the failed one off its books and stopping the
+// job. Keeping one is always right (Map never wants an item above a failed
+// one); only the memory is bounded, by forgetting them all now and then.
+func (rt *workerRT) stopOwn(job uint64, idx int) {
+	rt.qmu.Lock()
+	if len(rt.own) >= maxOwnStops {
+		clear(rt.own)
+	}
+	if old, ok := rt.own[job]; !ok || int64(idx) < old {
+		rt.own[job] = int64(idx)
+	}
+	rt.anyStops.Store(true)
+	rt.qmu.Unlock()
+}
+
+// maxOwnStops bounds the stops a worker keeps from its own failures.
+const maxOwnStops = 64
 
 func (rt *workerRT) appendLocked(job uint64, idx int, rec []byte) {
 	newRun := rt.runOff < 0 || job != rt.runJob || idx != rt.runNext

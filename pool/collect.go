@@ -112,7 +112,7 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 			return d.p, ran, err
 		}
 		sts[i] = st
-		if st != statusSkipped {
+		if st == statusOK {
 			ran++
 		}
 	}

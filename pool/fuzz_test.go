@@ -11,17 +11,17 @@ import (
 
 func seedTasks() [][]byte {
 	var es encState
-	b := appendSpanHeader(nil, 7, 3, 2, "test.square")
+	b := appendSpanHeader(nil, 7, 3, 2, "test.square", false)
 	h := len(b)
 	b, _ = newCodec[int]().enc(&es, b, ptr(5))
 	b, _ = newCodec[int]().enc(&es, b, ptr(-700))
 	finishSpan(b, h)
 	b = appendStop(b, stopMsg{job: 7, threshold: 4})
-	g := appendSpanHeader(nil, 8, 0, 1, "x")
+	g := appendSpanHeader(nil, 8, 0, 1, "x", true)
 	h = len(g)
 	g, _ = newCodec[any]().enc(&es, g, ptr[any](map[string]any{"a": []int{1}}))
 	finishSpan(g, h)
-	return [][]byte{b, g, {recStop}, {recSpan, 0, 0}, {9}, nil}
+	return [][]byte{b, g, {recStop}, {recSpan, 0, 0}, {recSpanStopOn, 0}, {9}, nil}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -70,6 +70,10 @@ type job struct {
 	limit   int   // items from limit on are not to run (stopJob); n at first
 	retry   []rng // items given back by a dead worker, dispatched first
 	inQueue bool
+	// stopOnErr: the first failed item stops the job (Map, MapAsync), so
+	// a worker that fails one runs none of the job's items above it (Imap
+	// goes on after errors; Apply has no item after its one).
+	stopOnErr bool
 	// encoders counts writers reading the job's arguments (encodeSpan).
 	encoders int
 	// enc appends the msgpack encoding of items [start, end) to b. On an
@@ -84,8 +88,8 @@ type rng struct{ start, count int }
 type sink interface {
 	// deliver decodes skip records to drop, then k records for items
 	// idx0.., from payload; it returns the bytes it read and how many of
-	// the k items ran (were not skipped).
-	deliver(payload []byte, idx0, skip, k int) (n, ran int, err error)
+	// the k items ran and succeeded (the pool times those only).
+	deliver(payload []byte, idx0, skip, k int) (n, ok int, err error)
 	fail(idx int, err error)
 	failRange(start, count int, err error)
 	skip(start, count int)

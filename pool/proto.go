@@ -20,6 +20,10 @@ import (
 //	    2 stop: job u64, threshold i64 -- run no item of job above
 //	            threshold (-1: none), and cancel the ctx of the running one
 //	            if it is above
+//	    3 span of a job that stops at its first error (Map): as 1;
+//	            the worker that fails one of its items runs none of the
+//	            job's items above it that it holds, without waiting for the
+//	            parent's stop, and sends the failure at once
 //
 // Worker to parent:
 //
@@ -42,8 +46,9 @@ const (
 	msgInitErr = 'E'
 	msgResults = 'R'
 
-	recSpan = 1
-	recStop = 2
+	recSpan       = 1
+	recStop       = 2
+	recSpanStopOn = 3 // recSpan of a job that stops at its first error
 
 	statusOK      = 0
 	statusErr     = 1
@@ -86,6 +91,9 @@ type spanMsg struct {
 	count int
 	name  string
 	args  []byte
+	// stopOnErr: a failed item stops the job (Map), so the worker
+	// starts none of the job's later items once one of its own failed.
+	stopOnErr bool
 }
 
 type stopMsg struct {
@@ -93,8 +101,12 @@ type stopMsg struct {
 	threshold int64
 }
 
-func appendSpanHeader(b []byte, job uint64, start, count int, name string) []byte {
-	b = append(b, recSpan)
+func appendSpanHeader(b []byte, job uint64, start, count int, name string, stopOnErr bool) []byte {
+	if stopOnErr {
+		b = append(b, recSpanStopOn)
+	} else {
+		b = append(b, recSpan)
+	}
 	b = binary.BigEndian.AppendUint64(b, job)
 	b = binary.BigEndian.AppendUint32(b, uint32(start))
 	b = binary.BigEndian.AppendUint32(b, uint32(count))
@@ -118,14 +130,15 @@ func appendStop(b []byte, s stopMsg) []byte {
 func parseTasks(b []byte, span func(spanMsg), stop func(stopMsg)) error {
 	for len(b) > 0 {
 		switch b[0] {
-		case recSpan:
+		case recSpan, recSpanStopOn:
 			if len(b) < 1+8+4+4+2 {
 				return fmt.Errorf("%w: short span record", errProto)
 			}
 			s := spanMsg{
-				job:   binary.BigEndian.Uint64(b[1:]),
-				start: int(binary.BigEndian.Uint32(b[9:])),
-				count: int(binary.BigEndian.Uint32(b[13:])),
+				job:       binary.BigEndian.Uint64(b[1:]),
+				start:     int(binary.BigEndian.Uint32(b[9:])),
+				count:     int(binary.BigEndian.Uint32(b[13:])),
+				stopOnErr: b[0] == recSpanStopOn,
 			}
 			nl := int(binary.BigEndian.Uint16(b[17:]))
 			b = b[19:]

@@ -65,12 +65,12 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 				// The rest of the chunk cannot be found either.
 				msg := fmt.Sprintf("pool: cannot decode the argument as %T: %v", a, err)
 				for ; i < sp.count; i++ {
-					rt.record(sp.job, sp.start+i, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
+					rt.record(sp, sp.start+i, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
 				}
 				return
 			}
 			if rt.stopped(sp.job, idx) {
-				rt.record(sp.job, idx, []byte{statusSkipped})
+				rt.record(sp, idx, []byte{statusSkipped})
 				continue
 			}
 			rt.begin(sp.job, idx)
@@ -89,7 +89,7 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 						fmt.Sprintf("pool: cannot encode the result %T: %v", r, eerr), "")
 				}
 			}
-			rt.end(sp.job, idx, rec)
+			rt.end(sp, idx, rec)
 			if cap(rec) <= 1<<20 {
 				rt.scratch = rec // reused; a huge one is left to the GC
 			}
