@@ -83,6 +83,37 @@ func TestMapRunsNothingAfterAFailure(t *testing.T) {
 	}
 }
 
+// A worker that fails an item of a Map starts none of the later items it
+// holds, without waiting for the parent's stop: here one worker holds the
+// whole job in one chunk, so nothing but the worker itself can stop it in
+// time.
+func TestMapFailingWorkerStopsItsOwnItems(t *testing.T) {
+	p := newPool(t, pool.Workers(1))
+	path := t.TempDir() + "/ran"
+	args := make([]logArg, 10)
+	for i := range args {
+		args[i] = logArg{Path: path, I: i, FailAt: 2, Sleep: 5 * time.Millisecond}
+	}
+	_, err := pool.Map(ctxT(t), p, logged, args, pool.Chunksize(len(args)))
+	var te *pool.TaskError
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, 2, te.Index)
+	assert.Equal(t, []int{0, 1, 2}, ranTasks(t, path))
+	// Imap is not stopped by an error: every item runs.
+	path = t.TempDir() + "/ran"
+	for i := range args {
+		args[i].Path = path
+	}
+	nerr := 0
+	for _, err := range pool.Imap(ctxT(t), p, logged, args, pool.Chunksize(len(args))) {
+		if err != nil {
+			nerr++
+		}
+	}
+	assert.Equal(t, 1, nerr)
+	assert.Len(t, ranTasks(t, path), len(args))
+}
+
 var ctxErr = pool.Register("test.ctxErr", func(ctx context.Context, _ int) (int, error) {
 	return 0, fmt.Errorf("gave up: %w", context.DeadlineExceeded)
 })

@@ -297,9 +297,10 @@ func (p *Pool) deliver(w *worker, body []byte, recovering bool) error {
 			// that long. Only the items that succeeded count: a skipped
 			// item took no time, and a failed one says nothing of how long
 			// the task takes (it failed at once, or a stop cancelled it);
-			// counting them once made a job of 30 ms tasks look like one
-			// of 0.1 ms tasks, and the pool queued 20 of them per worker,
-			// all run after the failure Map stopped at. The time of the
+			// counting them made a task of 30 ms look like one of 0.5 ms
+			// after a Map whose items failed at once, and the pool queued
+			// several per worker, run after the failure Map stopped at
+			// before the stop came back. The time of the
 			// failed items stays in the sample: an overestimate only
 			// queues less.
 			sample := float64(now.Sub(w.lastMark)) / float64(ran)
