@@ -66,16 +66,10 @@ func AppendFloat64(b []byte, v float64) []byte {
 
 // AppendString appends s as a str.
 func AppendString(b []byte, s string) []byte {
-	n := len(s)
-	switch {
-	case n <= 31:
+	if n := len(s); n <= 31 {
 		b = append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		b = append(b, 0xda, byte(n>>8), byte(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	} else {
+		b = appendLen8(b, 0xd9, n)
 	}
 	return append(b, s...)
 }
@@ -86,38 +80,41 @@ func AppendBin(b, v []byte) []byte {
 	if v == nil {
 		return AppendNil(b)
 	}
-	n := len(v)
-	switch {
-	case n <= math.MaxUint8:
-		b = append(b, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		b = append(b, 0xc5, byte(n>>8), byte(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
-	}
-	return append(b, v...)
+	return append(appendLen8(b, 0xc4, len(v)), v...)
 }
 
 // AppendArrayHeader appends the header of an array of n elements; the
 // caller appends the elements.
 func AppendArrayHeader(b []byte, n int) []byte {
-	return appendHeader(b, 0x90, 0xdc, n)
+	if n <= 15 {
+		return append(b, 0x90|byte(n))
+	}
+	return appendLen16(b, 0xdc, n)
 }
 
 // AppendMapHeader appends the header of a map of n pairs; the caller
 // appends each key followed by its value.
 func AppendMapHeader(b []byte, n int) []byte {
-	return appendHeader(b, 0x80, 0xde, n)
+	if n <= 15 {
+		return append(b, 0x80|byte(n))
+	}
+	return appendLen16(b, 0xde, n)
 }
 
-// appendHeader appends a container header: fix is the fix form's code
-// (the count in its low four bits), code16 the 16-bit form's (the 32-bit
-// form's follows it).
-func appendHeader(b []byte, fix, code16 byte, n int) []byte {
-	switch {
-	case n <= 15:
-		return append(b, fix|byte(n))
-	case n <= math.MaxUint16:
+// appendLen8 appends the code and length of the shortest of a str's or a
+// bin's 8, 16 and 32-bit forms that holds n; code8 is the 8-bit form's
+// code (the others follow it).
+func appendLen8(b []byte, code8 byte, n int) []byte {
+	if n <= math.MaxUint8 {
+		return append(b, code8, byte(n))
+	}
+	return appendLen16(b, code8+1, n)
+}
+
+// appendLen16 is appendLen8 for the 16 and 32-bit forms (the only ones
+// an array or a map has besides its fix form).
+func appendLen16(b []byte, code16 byte, n int) []byte {
+	if n <= math.MaxUint16 {
 		return append(b, code16, byte(n>>8), byte(n))
 	}
 	return binary.BigEndian.AppendUint32(append(b, code16+1), uint32(n))

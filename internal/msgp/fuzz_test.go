@@ -72,94 +72,45 @@ func FuzzLen(f *testing.F) {
 			t.Fatalf("%d hooks called for %d bytes", exts+maps, n)
 		}
 
-		// Readers: within bounds, within the value, and agreeing with the
-		// decoder.
-		decoder := func() *msgpack.Decoder { return msgpack.NewDecoder(bytes.NewReader(b)) }
-		within := func(what string, m int, rerr error) {
-			if rerr != nil {
-				if m != 0 {
-					t.Fatalf("%s failed with length %d", what, m)
-				}
-				return
-			}
-			if m <= 0 || m > len(b) || err == nil && what != "header" && m != n {
-				t.Fatalf("%s took %d of %d bytes (the value has %d, %v)", what, m, len(b), n, err)
-			}
-		}
-		{
-			v, m, rerr := ReadInt(b)
-			within("ReadInt", m, rerr)
-			if rerr == nil {
-				if w, derr := decoder().DecodeInt64(); derr != nil || w != v {
-					t.Fatalf("ReadInt %d, msgpack %d, %v", v, w, derr)
-				}
-			}
-		}
-		{
-			v, m, rerr := ReadUint(b)
-			within("ReadUint", m, rerr)
-			if rerr == nil {
-				if w, derr := decoder().DecodeUint64(); derr != nil || w != v {
-					t.Fatalf("ReadUint %d, msgpack %d, %v", v, w, derr)
-				}
-			}
-		}
-		{
-			v, m, rerr := ReadFloat(b)
-			within("ReadFloat", m, rerr)
-			if rerr == nil {
-				w, derr := decoder().DecodeFloat64()
-				if derr != nil || math.Float64bits(w) != math.Float64bits(v) && !(math.IsNaN(v) && math.IsNaN(w)) {
-					t.Fatalf("ReadFloat %v, msgpack %v, %v", v, w, derr)
-				}
-			}
-		}
-		{
-			v, m, rerr := ReadBool(b)
-			within("ReadBool", m, rerr)
-			if rerr == nil {
-				if w, derr := decoder().DecodeBool(); derr != nil || w != v {
-					t.Fatalf("ReadBool %v, msgpack %v, %v", v, w, derr)
-				}
-			}
-		}
-		{
-			v, m, rerr := ReadString(b)
-			within("ReadString", m, rerr)
-			if rerr == nil {
-				if w, derr := decoder().DecodeString(); derr != nil || w != v {
-					t.Fatalf("ReadString %q, msgpack %q, %v", v, w, derr)
-				}
-			}
-		}
-		{
-			v, m, rerr := ReadBytes(b)
-			within("ReadBytes", m, rerr)
-			if rerr == nil {
-				if w, derr := decoder().DecodeBytes(); derr != nil || !bytes.Equal(w, v) || (w == nil) != (v == nil) {
-					t.Fatalf("ReadBytes %x, msgpack %x, %v", v, w, derr)
-				}
-			}
-		}
-		{
-			v, m, rerr := ReadArrayHeader(b)
-			within("header", m, rerr)
-			if rerr == nil {
-				if w, derr := decoder().DecodeArrayLen(); derr != nil || w != v {
-					t.Fatalf("ReadArrayHeader %d, msgpack %d, %v", v, w, derr)
-				}
-			}
-		}
-		{
-			v, m, rerr := ReadMapHeader(b)
-			within("header", m, rerr)
-			if rerr == nil {
-				if w, derr := decoder().DecodeMapLen(); derr != nil || w != v {
-					t.Fatalf("ReadMapHeader %d, msgpack %d, %v", v, w, derr)
-				}
-			}
-		}
+		// Readers: within bounds, taking the value Len measured (a scalar
+		// one reads is one Len accepts), and agreeing with the decoder.
+		agree(t, b, "ReadInt", n, ReadInt, (*msgpack.Decoder).DecodeInt64, eq)
+		agree(t, b, "ReadUint", n, ReadUint, (*msgpack.Decoder).DecodeUint64, eq)
+		agree(t, b, "ReadFloat", n, ReadFloat, (*msgpack.Decoder).DecodeFloat64, func(x, y float64) bool {
+			return math.Float64bits(x) == math.Float64bits(y) || math.IsNaN(x) && math.IsNaN(y)
+		})
+		agree(t, b, "ReadBool", n, ReadBool, (*msgpack.Decoder).DecodeBool, eq)
+		agree(t, b, "ReadString", n, ReadString, (*msgpack.Decoder).DecodeString, eq)
+		agree(t, b, "ReadBytes", n, ReadBytes, (*msgpack.Decoder).DecodeBytes, func(x, y []byte) bool {
+			return bytes.Equal(x, y) && (x == nil) == (y == nil)
+		})
+		agree(t, b, "ReadArrayHeader", -1, ReadArrayHeader, (*msgpack.Decoder).DecodeArrayLen, eq)
+		agree(t, b, "ReadMapHeader", -1, ReadMapHeader, (*msgpack.Decoder).DecodeMapLen, eq)
 	})
+}
+
+func eq[T comparable](x, y T) bool { return x == y }
+
+// agree checks a reader on b: a failure takes no bytes; a success takes
+// bytes that are there, exactly the n bytes Len measured when n >= 0 (0
+// when Len refused b; a header reader passes -1: it reads the start of its
+// value only), and reads what the msgpack decoder reads.
+func agree[T any](t *testing.T, b []byte, name string, n int, read func([]byte) (T, int, error),
+	decode func(*msgpack.Decoder) (T, error), same func(T, T) bool) {
+	t.Helper()
+	v, m, err := read(b)
+	if err != nil {
+		if m != 0 {
+			t.Fatalf("%s failed with length %d", name, m)
+		}
+		return
+	}
+	if m <= 0 || m > len(b) || n >= 0 && m != n {
+		t.Fatalf("%s took %d of %d bytes (the value has %d)", name, m, len(b), n)
+	}
+	if w, derr := decode(msgpack.NewDecoder(bytes.NewReader(b))); derr != nil || !same(v, w) {
+		t.Fatalf("%s read %v, msgpack %v, %v", name, v, w, derr)
+	}
 }
 
 // FuzzAppendRead appends values of every scalar type, checks the bytes
