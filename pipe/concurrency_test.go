@@ -67,6 +67,14 @@ func TestConcurrentAccept(t *testing.T) {
 				})
 			}
 			dwg.Wait()
+			if key == nil {
+				// The timed Accepts keep waiting once the dials are done:
+				// one of them ends by its ctx before we close.
+				deadline := time.Now().Add(10 * time.Second)
+				for cancelled.Load() == 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
 			require.NoError(t, l.Close())
 			wg.Wait()
 			assert.Equal(t, int32(dials), accepted.Load())
