@@ -2,41 +2,23 @@ package lock_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/lock"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
 	process.Init()
-	// Under -race every process sleeps a second at exit (so that late
-	// reports can be printed); children that exit normally would each
-	// cost that second.
-	if os.Getenv("GORACE") == "" {
-		os.Setenv("GORACE", "atexit_sleep_ms=0")
-	}
-	code := m.Run()
-	if code == 0 {
-		if kids := process.ActiveChildren(); len(kids) > 0 {
-			fmt.Fprintf(os.Stderr, "%d child processes outlived the tests\n", len(kids))
-			code = 1
-		}
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
 func ctxT(t testing.TB, d time.Duration) context.Context {

@@ -8,31 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pool"
 	"github.com/mpgo/multiprocessing/process"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	process.Init()
-	// A race-enabled binary sleeps a second at exit (GORACE
-	// atexit_sleep_ms); workers inherit this, so that retiring one does
-	// not take a second under -race.
-	if os.Getenv("GORACE") == "" {
-		os.Setenv("GORACE", "atexit_sleep_ms=0")
-	}
-	code := m.Run()
-	if code == 0 {
-		if kids := process.ActiveChildren(); len(kids) > 0 {
-			fmt.Fprintf(os.Stderr, "%d child processes outlived the tests\n", len(kids))
-			code = 1
-		}
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
 var (

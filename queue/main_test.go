@@ -8,34 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	process.Init()
-	if _, ok := os.LookupEnv("GORACE"); !ok {
-		// Children of a -race test binary would each sleep 1 s at exit.
-		os.Setenv("GORACE", "atexit_sleep_ms=0")
-	}
-	code := m.Run()
-	if code == 0 {
-		// No child may outlive the run.
-		if kids := process.ActiveChildren(); len(kids) > 0 {
-			fmt.Fprintf(os.Stderr, "%d child processes still running after the tests\n", len(kids))
-			for _, p := range kids {
-				p.Kill()
-			}
-			code = 1
-		}
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
 // ctxT bounds a test.

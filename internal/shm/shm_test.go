@@ -12,12 +12,11 @@ import (
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	process.Init()
-	goleak.VerifyTestMain(m)
+	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
 // seg travels to a child as a process argument.

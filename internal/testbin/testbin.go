@@ -75,8 +75,17 @@ func LiveChildren() []int {
 }
 
 // VerifyTestMain runs the tests, then fails the run if a child process
-// outlived them or a goroutine leaked (goleak), and exits.
+// outlived them or a goroutine leaked (goleak), and exits. Every package
+// whose tests start processes calls it from TestMain, after process.Init.
+//
+// Under -race every process sleeps a second at exit so that late reports
+// can print (GORACE atexit_sleep_ms); the children of these tests are many
+// and short-lived, so unless GORACE is set it is set to no sleep. A child
+// that finds a race still fails: it exits with code 66.
 func VerifyTestMain(m *testing.M) {
+	if _, ok := os.LookupEnv("GORACE"); !ok {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	code := m.Run()
 	if code == 0 {
 		if kids := LiveChildren(); len(kids) > 0 {
