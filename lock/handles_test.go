@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/lock"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -179,11 +180,11 @@ func TestCloseWakesWaiter(t *testing.T) {
 // once the garbage collector has run, no mapping behind.
 func TestNoFDGrowth(t *testing.T) {
 	t.Run("warm-up", passEverything) // whatever the process package opens once
-	base := countFDs(t)
+	base := testbin.FDCount(t)
 	for range 10 {
 		t.Run("pass", passEverything) // its clean-ups drop the last references
 	}
-	assert.Equal(t, base, countFDs(t))
+	assert.Equal(t, base, testbin.FDCount(t))
 	waitFor(t, ctxT(t, 10*time.Second), "segments unmapped", func() bool {
 		runtime.GC()
 		return countSegments(t) == 0

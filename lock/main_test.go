@@ -87,13 +87,6 @@ func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-func countFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
-}
-
 // holdArg asks a child to take one of the objects and then wait to be
 // killed.
 type holdArg struct {

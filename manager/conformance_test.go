@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -67,20 +68,13 @@ func TestPythonConformance21(t *testing.T) {
 	})
 }
 
-// openFDs counts this process's open descriptors.
-func openFDs(t *testing.T) int {
-	entries, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(entries)
-}
-
 // TestNoDescriptorLeak: starting, using and closing managers, connections
 // and proxies leaves no descriptor open in this process, nor a socket
 // directory behind.
 func TestNoDescriptorLeak(t *testing.T) {
 	ctx := ctxT(t)
 	runtime.GC()
-	before := openFDs(t)
+	before := testbin.FDCount(t)
 	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "mpgo-manager-*"))
 	for range 3 {
 		m, err := manager.Start(ctx)
@@ -100,7 +94,7 @@ func TestNoDescriptorLeak(t *testing.T) {
 		require.NoError(t, m.Close())
 	}
 	runtime.GC()
-	assert.Equal(t, before, openFDs(t))
+	assert.Equal(t, before, testbin.FDCount(t))
 	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "mpgo-manager-*"))
 	assert.Equal(t, len(tmpBefore), len(tmpAfter), "socket directories left: %s", strings.Join(tmpAfter, " "))
 }

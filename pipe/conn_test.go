@@ -374,7 +374,7 @@ func TestPeerKilled(t *testing.T) {
 }
 
 func TestNoFDLeak(t *testing.T) {
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 	for range 20 {
 		a, b, err := pipe.Pipe()
 		require.NoError(t, err)
@@ -391,6 +391,6 @@ func TestNoFDLeak(t *testing.T) {
 	c.Close()
 	a.Close()
 	require.NoError(t, p.Join(ctxT(t)))
-	assert.Equal(t, before, fdCount(t))
+	assert.Equal(t, before, testbin.FDCount(t))
 	_ = errors.New
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -129,7 +130,7 @@ func TestTruncatedRights(t *testing.T) {
 	require.NoError(t, err)
 	defer a.Close()
 	defer b.Close()
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	fds := make([]int, 253)
@@ -146,11 +147,5 @@ func TestTruncatedRights(t *testing.T) {
 	assert.ErrorIs(t, err, ErrBadFrame)
 	assert.Contains(t, err.Error(), "MSG_CTRUNC")
 	assert.ErrorIs(t, b.Recv(&v), ErrBadFrame, "sticky")
-	assert.Equal(t, before, fdCount(t), "the descriptors that did arrive are closed")
-}
-
-func fdCount(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
+	assert.Equal(t, before, testbin.FDCount(t), "the descriptors that did arrive are closed")
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,7 +63,7 @@ func TestOversizeMessageDropsItsHandles(t *testing.T) {
 	require.NoError(t, a.Send(fileMsg{F: w1, Pad: make([]byte, 2000)}))
 	w1.Close()
 	require.NoError(t, a.Send(fileMsg{F: w2}))
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 
 	var m fileMsg
 	assert.ErrorIs(t, b.Recv(&m), pipe.ErrTooLarge)
@@ -72,7 +73,7 @@ func TestOversizeMessageDropsItsHandles(t *testing.T) {
 	require.NoError(t, unix.Fstat(int(w2.Fd()), &want))
 	assert.Equal(t, want.Ino, got.Ino, "the second message got the first one's descriptor")
 	require.NoError(t, m.F.Close())
-	assert.Equal(t, before, fdCount(t), "the skipped message's descriptor was not closed")
+	assert.Equal(t, before, testbin.FDCount(t), "the skipped message's descriptor was not closed")
 }
 
 // A Conn whose read buffer holds data cannot be passed: the receiving

@@ -2,7 +2,6 @@ package pipe_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -19,13 +18,4 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// fdCount counts this process's open descriptors.
-func fdCount(t testing.TB) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -63,7 +64,7 @@ func TestHandlesOverConn(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 	for i := range 3 {
 		note := string(rune('a' + i))
 		mine, theirs, err := pipe.Pipe()
@@ -97,7 +98,7 @@ func TestHandlesOverConn(t *testing.T) {
 		r.Close()
 		srv.Close()
 	}
-	assert.Equal(t, before, fdCount(t), "no descriptor leaked on either side of the exchange")
+	assert.Equal(t, before, testbin.FDCount(t), "no descriptor leaked on either side of the exchange")
 	require.NoError(t, ctl.Close())
 	require.NoError(t, p.Join(ctxT(t)))
 }
@@ -109,7 +110,7 @@ func TestHandlesReadAsBytes(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 	require.NoError(t, a.Send(delivery{File: w, Note: "x"}))
 	w.Close()
 	require.NoError(t, a.Send("plain"))
@@ -118,7 +119,7 @@ func TestHandlesReadAsBytes(t *testing.T) {
 	var s string
 	require.NoError(t, b.Recv(&s))
 	assert.Equal(t, "plain", s)
-	assert.Equal(t, before-1, fdCount(t), "the received duplicate was closed")
+	assert.Equal(t, before-1, testbin.FDCount(t), "the received duplicate was closed")
 	// Every writer is gone: the pipe reports EOF.
 	n, err := r.Read(make([]byte, 1))
 	assert.Equal(t, 0, n)

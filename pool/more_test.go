@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pool"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -128,14 +129,8 @@ func TestTaskErrorUnwrapsContextErrors(t *testing.T) {
 	assert.Equal(t, "gave up: context deadline exceeded", te.Message)
 }
 
-func fdCount(t testing.TB) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
-}
-
 func TestNoDescriptorLeak(t *testing.T) {
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 	for range 3 {
 		p, err := pool.New(pool.Workers(2), pool.TaskTimeout(time.Second))
 		require.NoError(t, err)
@@ -151,7 +146,7 @@ func TestNoDescriptorLeak(t *testing.T) {
 	pool.ApplyAsync(p, sleepy, time.Hour)
 	require.NoError(t, p.Terminate())
 	require.NoError(t, p.Join(ctxT(t)))
-	assert.Equal(t, before, fdCount(t))
+	assert.Equal(t, before, testbin.FDCount(t))
 	assert.Empty(t, process.ActiveChildren())
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/mpgo/multiprocessing/queue"
 	"github.com/stretchr/testify/assert"
@@ -50,7 +51,7 @@ func TestNoLeaks(t *testing.T) {
 	warm := process.New(noop, struct{}{})
 	require.NoError(t, warm.Start())
 	require.NoError(t, warm.Join(ctx))
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 	beforeList := fdList()
 	for range 3 {
 		q, err := queue.New[[]byte](0)
@@ -85,7 +86,7 @@ func TestNoLeaks(t *testing.T) {
 		require.NoError(t, j.Close())
 		require.NoError(t, s.Close())
 	}
-	if after := fdCount(t); after != before {
+	if after := testbin.FDCount(t); after != before {
 		t.Errorf("%d descriptors before, %d after:\n%s", before, after, fdList())
 	}
 	// memfds leave nothing under /dev/shm or anywhere else.

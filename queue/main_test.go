@@ -24,15 +24,6 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-// fdCount counts this process's open descriptors.
-func fdCount(t testing.TB) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 func fdList() string {
 	ents, _ := os.ReadDir("/proc/self/fd")
 	var b strings.Builder

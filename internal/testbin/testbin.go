@@ -99,3 +99,14 @@ func VerifyTestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// FDCount counts this process's open descriptors (from /proc/self/fd), for
+// leak checks: compare the count before and after the work.
+func FDCount(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}

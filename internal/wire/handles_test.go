@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -74,12 +75,6 @@ func TestReceivedFileNonBlocking(t *testing.T) {
 
 func timeNowPlus(d time.Duration) time.Time { return time.Now().Add(d) }
 
-func fdCount(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
-}
-
 // A value whose decoding fails after some of its handles were rebuilt does
 // not keep their descriptors open: the caller gets only an error, so
 // nobody else could close them.
@@ -98,10 +93,10 @@ func TestDecodeErrorClosesRebuiltHandles(t *testing.T) {
 		G *os.File
 		N int // a string arrives: the decode fails after F and G
 	}
-	before := fdCount(t)
+	before := testbin.FDCount(t)
 	var got wanted
 	require.Error(t, roundTrip(t, sent{F: r, G: w, N: "x"}, &got))
-	assert.Equal(t, before, fdCount(t), "descriptors of the rebuilt handles leaked")
+	assert.Equal(t, before, testbin.FDCount(t), "descriptors of the rebuilt handles leaked")
 }
 
 // Handle states come from the peer: an index past the table, or one
@@ -115,7 +110,7 @@ func TestForgedHandleIndexes(t *testing.T) {
 	} {
 		name := want
 		t.Run(name, func(t *testing.T) {
-			before := fdCount(t)
+			before := testbin.FDCount(t)
 			r, w, err := os.Pipe()
 			require.NoError(t, err)
 			fd, err := unix.Dup(int(r.Fd()))
@@ -127,7 +122,7 @@ func TestForgedHandleIndexes(t *testing.T) {
 			err = Unmarshal(data, recv, &out)
 			assert.ErrorContains(t, err, want)
 			recv.Close()
-			assert.Equal(t, before, fdCount(t))
+			assert.Equal(t, before, testbin.FDCount(t))
 		})
 	}
 }
