@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/lock"
 	"github.com/stretchr/testify/require"
@@ -135,7 +136,7 @@ func TestDecodeJoinsAttachment(t *testing.T) {
 	var c2 *lock.Condition
 	require.NoError(t, wire.Unmarshal(data, files, &c2))
 	defer c2.Close()
-	require.NoError(t, l.Acquire(ctxT(t, time.Second)))
+	require.NoError(t, l.Acquire(testbin.ContextFor(t, time.Second)))
 	require.NoError(t, c2.Notify(1), "the decoded Condition sees this process holding the lock")
 	require.NoError(t, c2.Release())
 	ok, err := l.TryAcquire()

@@ -98,7 +98,7 @@ func passEverything(t *testing.T) {
 		Field: l, List: []*lock.Lock{l}, Same: l, Cond: cond, Any: anySem,
 		R: r, S: s, BS: bs, E: e, B: b,
 	})
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testbin.ContextFor(t, 20*time.Second)
 	require.NoError(t, anySem.Acquire(ctx))
 	_, err = b.Wait(ctx)
 	require.NoError(t, err)
@@ -118,7 +118,7 @@ func passEverything(t *testing.T) {
 
 // Closed objects fail cleanly, and cannot be passed.
 func TestClosed(t *testing.T) {
-	ctx := ctxT(t, 5*time.Second)
+	ctx := testbin.ContextFor(t, 5*time.Second)
 	l, err := lock.NewLock()
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
@@ -164,7 +164,7 @@ func TestCloseWakesWaiter(t *testing.T) {
 	e, err := lock.NewEvent()
 	require.NoError(t, err)
 	got := make(chan error, 1)
-	go func() { got <- e.Wait(ctxT(t, 20*time.Second)) }()
+	go func() { got <- e.Wait(testbin.ContextFor(t, 20*time.Second)) }()
 	// Whether Close lands before or during the Wait, the result is the
 	// same: ErrClosed.
 	require.NoError(t, e.Close())
@@ -185,7 +185,7 @@ func TestNoFDGrowth(t *testing.T) {
 		t.Run("pass", passEverything) // its clean-ups drop the last references
 	}
 	assert.Equal(t, base, testbin.FDCount(t))
-	waitFor(t, ctxT(t, 10*time.Second), "segments unmapped", func() bool {
+	waitFor(t, testbin.ContextFor(t, 10*time.Second), "segments unmapped", func() bool {
 		runtime.GC()
 		return countSegments(t) == 0
 	})

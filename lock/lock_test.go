@@ -36,7 +36,7 @@ func TestLockBasics(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 
-	require.NoError(t, l.Acquire(ctxT(t, time.Second)))
+	require.NoError(t, l.Acquire(testbin.ContextFor(t, time.Second)))
 	ok, err := l.TryAcquire()
 	assert.NoError(t, err)
 	assert.False(t, ok, "TryAcquire of a held lock")
@@ -55,6 +55,7 @@ func TestLockBasics(t *testing.T) {
 
 	var _ sync.Locker = l
 	l.Lock()
+	//lint:ignore SA2001 taking and dropping the lock is the test
 	l.Unlock()
 	assert.Panics(t, l.Unlock, "Unlock of an unlocked Lock")
 }
@@ -69,7 +70,7 @@ func TestLockAcquireDeadline(t *testing.T) {
 	require.NoError(t, err)
 	defer held.Close()
 	start(t, holder, holdArg{Lock: l, Held: held})
-	require.NoError(t, held.Wait(ctxT(t, 20*time.Second)))
+	require.NoError(t, held.Wait(testbin.ContextFor(t, 20*time.Second)))
 
 	ok, err := l.TryAcquire()
 	require.NoError(t, err)
@@ -101,14 +102,14 @@ func TestLockOwnerKilled(t *testing.T) {
 	holdThenKill(t, holdArg{Lock: l})
 
 	t0 := time.Now()
-	err = l.Acquire(ctxT(t, 10*time.Second))
+	err = l.Acquire(testbin.ContextFor(t, 10*time.Second))
 	assert.ErrorIs(t, err, lock.ErrOwnerDied)
 	assert.Less(t, time.Since(t0), time.Second)
 	ok, err := l.TryAcquire()
 	assert.NoError(t, err)
 	assert.False(t, ok, "ErrOwnerDied must come with the lock held")
 	assert.NoError(t, l.Release())
-	assert.NoError(t, l.Acquire(ctxT(t, time.Second)), "the lock is healthy again")
+	assert.NoError(t, l.Acquire(testbin.ContextFor(t, time.Second)), "the lock is healthy again")
 	assert.NoError(t, l.Release())
 }
 
@@ -122,10 +123,10 @@ func TestLockOwnerKilledWhileWaiting(t *testing.T) {
 	require.NoError(t, err)
 	defer held.Close()
 	p := start(t, holder, holdArg{Lock: l, Held: held})
-	require.NoError(t, held.Wait(ctxT(t, 20*time.Second)))
+	require.NoError(t, held.Wait(testbin.ContextFor(t, 20*time.Second)))
 
 	got := make(chan error, 1)
-	go func() { got <- l.Acquire(ctxT(t, 10*time.Second)) }()
+	go func() { got <- l.Acquire(testbin.ContextFor(t, 10*time.Second)) }()
 	// Let the goroutine reach its futex sleep (if it does not, the test
 	// still passes through the other path, which is fine).
 	time.Sleep(30 * time.Millisecond)
@@ -205,7 +206,7 @@ func TestRLock(t *testing.T) {
 	r, err := lock.NewRLock()
 	require.NoError(t, err)
 	defer r.Close()
-	ctx := ctxT(t, 5*time.Second)
+	ctx := testbin.ContextFor(t, 5*time.Second)
 	require.NoError(t, r.Acquire(ctx))
 	require.NoError(t, r.Acquire(ctx))
 	ok, err := r.TryAcquire()
@@ -224,6 +225,7 @@ func TestRLock(t *testing.T) {
 	go func() {
 		defer close(done)
 		r.Lock()
+		//lint:ignore SA2001 taking and dropping the lock is the test
 		r.Unlock()
 	}()
 	select {
@@ -243,7 +245,7 @@ func TestRLockHeldElsewhere(t *testing.T) {
 	require.NoError(t, err)
 	defer held.Close()
 	start(t, holder, holdArg{RLock: r, Held: held})
-	require.NoError(t, held.Wait(ctxT(t, 20*time.Second)))
+	require.NoError(t, held.Wait(testbin.ContextFor(t, 20*time.Second)))
 	assert.ErrorIs(t, r.Release(), lock.ErrNotOwner)
 	ok, err := r.TryAcquire()
 	assert.NoError(t, err)
@@ -260,7 +262,7 @@ func TestRLockOwnerKilled(t *testing.T) {
 	require.NoError(t, err)
 	defer r.Close()
 	holdThenKill(t, holdArg{RLock: r})
-	assert.ErrorIs(t, r.Acquire(ctxT(t, 10*time.Second)), lock.ErrOwnerDied)
+	assert.ErrorIs(t, r.Acquire(testbin.ContextFor(t, 10*time.Second)), lock.ErrOwnerDied)
 	// Held at depth one: the dead owner's two levels are gone.
 	assert.NoError(t, r.Release())
 	assert.ErrorIs(t, r.Release(), lock.ErrNotOwner)

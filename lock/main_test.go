@@ -21,12 +21,6 @@ func TestMain(m *testing.M) {
 	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // start starts a child and makes sure it is gone when the test ends.
 func start[A any](t testing.TB, f process.Func[A], arg A) *process.Process {
 	t.Helper()
@@ -41,7 +35,7 @@ func start[A any](t testing.TB, f process.Func[A], arg A) *process.Process {
 
 func join(t testing.TB, p *process.Process) {
 	t.Helper()
-	assert.NoError(t, p.Join(ctxT(t, 30*time.Second)))
+	assert.NoError(t, p.Join(testbin.ContextFor(t, 30*time.Second)))
 }
 
 // shared is a memfd mapped in every process that receives it, for
@@ -126,9 +120,9 @@ func holdThenKill(t *testing.T, a holdArg) {
 	defer held.Close()
 	a.Held = held
 	p := start(t, holder, a)
-	require.NoError(t, held.Wait(ctxT(t, 20*time.Second)))
+	require.NoError(t, held.Wait(testbin.ContextFor(t, 20*time.Second)))
 	require.NoError(t, p.Kill())
-	err = p.Join(ctxT(t, 20*time.Second))
+	err = p.Join(testbin.ContextFor(t, 20*time.Second))
 	var ee *process.ExitError
 	require.ErrorAs(t, err, &ee)
 	require.Equal(t, -9, ee.Code)

@@ -113,6 +113,7 @@ type core struct {
 	// raceAnchor is heap memory on which the race detector is told about
 	// the happens-before edges our shared-memory atomics create (it does
 	// not see atomics outside the Go heap).
+	//lint:ignore U1000 read by race.go, built only under -race
 	raceAnchor uint64
 
 	// RLock: the process-wide recursion count; rmu guards it.

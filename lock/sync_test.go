@@ -44,7 +44,7 @@ func TestEvent(t *testing.T) {
 
 	// Set in a child wakes the parent.
 	p := start(t, setter, e)
-	assert.NoError(t, e.Wait(ctxT(t, 20*time.Second)))
+	assert.NoError(t, e.Wait(testbin.ContextFor(t, 20*time.Second)))
 	assert.True(t, e.IsSet())
 	join(t, p)
 }
@@ -84,7 +84,7 @@ func TestConditionNotify(t *testing.T) {
 	defer c.Close()
 	mem := newShared(t)
 	w := mustMap(t, mem)
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testbin.ContextFor(t, 30*time.Second)
 	var kids []*process.Process
 	for range 4 {
 		kids = append(kids, start(t, condWaiter, condArg{C: c, Mem: mem}))
@@ -123,13 +123,13 @@ func TestConditionWaitTimeoutAndOwner(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 
-	assert.ErrorIs(t, c.Wait(ctxT(t, time.Second)), lock.ErrNotOwner)
+	assert.ErrorIs(t, c.Wait(testbin.ContextFor(t, time.Second)), lock.ErrNotOwner)
 	assert.ErrorIs(t, c.Notify(1), lock.ErrNotOwner)
 	assert.ErrorIs(t, c.NotifyAll(), lock.ErrNotOwner)
 	assert.ErrorIs(t, c.Release(), lock.ErrNotOwner)
-	assert.ErrorIs(t, c.WaitFor(ctxT(t, time.Second), func() bool { return true }), lock.ErrNotOwner)
+	assert.ErrorIs(t, c.WaitFor(testbin.ContextFor(t, time.Second), func() bool { return true }), lock.ErrNotOwner)
 
-	require.NoError(t, l.Acquire(ctxT(t, time.Second)), "the Condition's lock is l")
+	require.NoError(t, l.Acquire(testbin.ContextFor(t, time.Second)), "the Condition's lock is l")
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()
@@ -192,7 +192,7 @@ func TestConditionWaitFor(t *testing.T) {
 	defer c.Close()
 	mem := newShared(t)
 	w := mustMap(t, mem)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testbin.ContextFor(t, 20*time.Second)
 	require.NoError(t, c.Acquire(ctx))
 	p := start(t, stateBumper, stateArg{C: c, L: l, Mem: mem})
 	assert.NoError(t, c.WaitFor(ctx, func() bool { return word(w, 0).Load() == 3 }))
@@ -276,7 +276,7 @@ func TestBarrierAbort(t *testing.T) {
 	b, err := lock.NewBarrier(3)
 	require.NoError(t, err)
 	defer b.Close()
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testbin.ContextFor(t, 20*time.Second)
 	p1 := start(t, barrierWaiter, barrierArg{B: b, Want: "broken"})
 	p2 := start(t, barrierWaiter, barrierArg{B: b, Want: "broken"})
 	waitFor(t, ctx, "2 waiting", func() bool { return b.NWaiting() == 2 })
@@ -297,7 +297,7 @@ func TestBarrierAbort(t *testing.T) {
 // indexes.
 func passAll(t *testing.T, b *lock.Barrier, n int) {
 	t.Helper()
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testbin.ContextFor(t, 20*time.Second)
 	idx := make(chan int, n)
 	var wg sync.WaitGroup
 	for range n {
@@ -325,7 +325,7 @@ func TestBarrierTimeoutBreaksAll(t *testing.T) {
 	require.NoError(t, err)
 	defer b.Close()
 	p := start(t, barrierWaiter, barrierArg{B: b, Want: "broken"})
-	waitFor(t, ctxT(t, 20*time.Second), "1 waiting", func() bool { return b.NWaiting() == 1 })
+	waitFor(t, testbin.ContextFor(t, 20*time.Second), "1 waiting", func() bool { return b.NWaiting() == 1 })
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()
@@ -346,7 +346,7 @@ func TestBarrierReset(t *testing.T) {
 	defer b.Close()
 	p1 := start(t, barrierWaiter, barrierArg{B: b, Want: "broken"})
 	p2 := start(t, barrierWaiter, barrierArg{B: b, Want: "broken"})
-	waitFor(t, ctxT(t, 20*time.Second), "2 waiting", func() bool { return b.NWaiting() == 2 })
+	waitFor(t, testbin.ContextFor(t, 20*time.Second), "2 waiting", func() bool { return b.NWaiting() == 2 })
 	require.NoError(t, b.Reset())
 	join(t, p1)
 	join(t, p2)
@@ -354,7 +354,7 @@ func TestBarrierReset(t *testing.T) {
 	assert.Equal(t, 0, b.NWaiting())
 	// The next round passes, with a process among the parties.
 	p3 := start(t, barrierWaiter, barrierArg{B: b, Want: "pass"})
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testbin.ContextFor(t, 20*time.Second)
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
@@ -388,10 +388,10 @@ func TestConditionOwnerDiedDuringWait(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	held := mustEvent(t)
-	require.NoError(t, c.Acquire(ctxT(t, time.Second)))
+	require.NoError(t, c.Acquire(testbin.ContextFor(t, time.Second)))
 	p := start(t, holder, holdArg{Lock: l, Held: held}) // blocks until Wait releases
 	go func() {
-		if held.Wait(ctxT(t, 20*time.Second)) == nil {
+		if held.Wait(testbin.ContextFor(t, 20*time.Second)) == nil {
 			p.Kill()
 		}
 	}()

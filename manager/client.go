@@ -347,9 +347,7 @@ func (r *request) free() {
 func (r *request) uint(u uint64) { r.tmp = msgp.AppendUint(r.tmp[:0], u); r.buf.Write(r.tmp) }
 func (r *request) int(i int64)   { r.tmp = msgp.AppendInt(r.tmp[:0], i); r.buf.Write(r.tmp) }
 func (r *request) str(s string)  { r.tmp = msgp.AppendString(r.tmp[:0], s); r.buf.Write(r.tmp) }
-func (r *request) bool(v bool)   { r.tmp = msgp.AppendBool(r.tmp[:0], v); r.buf.Write(r.tmp) }
 func (r *request) nil()          { r.tmp = msgp.AppendNil(r.tmp[:0]); r.buf.Write(r.tmp) }
-func (r *request) raw(b []byte)  { r.buf.Write(b) }
 
 // value encodes a user value. The request is unusable after an error.
 func (r *request) value(v any) error {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,7 @@ import (
 // calls parked among them; every call gets its own answer.
 func TestConcurrentCalls(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	d, err := manager.NewDict[string, int](ctx, m)
 	require.NoError(t, err)
 	q, err := manager.NewQueue[int](ctx, m, 0)
@@ -81,7 +82,7 @@ func TestConcurrentCalls(t *testing.T) {
 func TestStoppedServer(t *testing.T) {
 	defer manager.SetUnresponsive(300 * time.Millisecond)()
 	m := startToKill(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	d, err := manager.NewDict[string, int](ctx, m)
 	require.NoError(t, err)
 	pid := manager.ServerProcess(m).Pid()

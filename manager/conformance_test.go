@@ -19,7 +19,7 @@ import (
 // remote client with an authkey works from another process; a rapid
 // restart on the same address works.
 func TestPythonConformance21(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	t.Run("nested proxies see writes through their parents", func(t *testing.T) {
 		m := start(t)
 		outer, err := manager.NewList[*manager.Dict[string, int]](ctx, m)
@@ -72,7 +72,7 @@ func TestPythonConformance21(t *testing.T) {
 // and proxies leaves no descriptor open in this process, nor a socket
 // directory behind.
 func TestNoDescriptorLeak(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	runtime.GC()
 	before := testbin.FDCount(t)
 	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "mpgo-manager-*"))

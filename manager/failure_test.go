@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
@@ -38,7 +39,7 @@ var getForever = process.Register("test.getForever", func(ctx context.Context, a
 // ctx's deadline), and so does every later call.
 func TestServerKilled(t *testing.T) {
 	m := startToKill(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	l, err := manager.NewLock(ctx, m)
 	require.NoError(t, err)
 	q, err := manager.NewQueue[int](ctx, m, 0)
@@ -100,7 +101,7 @@ func TestServerKilled(t *testing.T) {
 // TestWrongAuthKey: a wrong key is refused with ErrAuth, on Connect and
 // when the server was started with another key.
 func TestWrongAuthKey(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	m := start(t, manager.WithAuthKey([]byte("sesame")))
 	network, addr := m.Address()
 	_, err := manager.Connect(ctx, network, addr, []byte("wrong"))
@@ -152,7 +153,7 @@ var busyClient = process.Register("test.busyClient", func(ctx context.Context, a
 // getters, and the dead connection is forgotten.
 func TestClientKilledMidCall(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	d, err := manager.NewDict[string, int](ctx, m)
 	require.NoError(t, err)
 	l, err := manager.NewLock(ctx, m)
@@ -188,7 +189,7 @@ func TestClientKilledMidCall(t *testing.T) {
 // Test200Connections: 200 connections at once, each running calls.
 func Test200Connections(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	network, addr := m.Address()
 	d, err := manager.NewDict[string, int](ctx, m, manager.Named("count"))
 	require.NoError(t, err)
@@ -233,7 +234,7 @@ func Test200Connections(t *testing.T) {
 // before anything is sent; the connection stays usable.
 func TestTooLarge(t *testing.T) {
 	m := start(t, manager.WithMaxMessageSize(64<<10))
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	d, err := manager.NewDict[string, []byte](ctx, m)
 	require.NoError(t, err)
 	err = d.Set(ctx, "big", make([]byte, 100<<10))

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
@@ -29,7 +30,7 @@ func settles(t testing.TB, ctx context.Context, m *manager.Manager, want int) {
 
 func TestLifetimeClose(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	d, err := manager.NewDict[string, int](ctx, m)
 	require.NoError(t, err)
 	assert.Equal(t, 1, objects(t, ctx, m))
@@ -43,7 +44,7 @@ func TestLifetimeClose(t *testing.T) {
 // collector finds them unreachable.
 func TestLifetimeGC(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	func() {
 		for range 10 {
 			_, err := manager.NewList[int](ctx, m)
@@ -57,7 +58,7 @@ func TestLifetimeGC(t *testing.T) {
 // (here: fetched from a stored value) keep it alive until the last goes.
 func TestLifetimeNested(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	outer, err := manager.NewDict[string, *manager.List[int]](ctx, m)
 	require.NoError(t, err)
 	inner, err := manager.NewList[int](ctx, m)
@@ -120,7 +121,7 @@ var createAndHold = process.Register("test.createAndHold", func(ctx context.Cont
 // its connection.
 func TestLifetimeProcessDeath(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	network, addr := m.Address()
 	a, b, err := pipe.Pipe()
 	require.NoError(t, err)
@@ -147,7 +148,7 @@ var useLater = process.Register("test.useLater", func(ctx context.Context, d *ma
 // the child is gone and nobody refers to the object, it is freed.
 func TestLifetimeTransfer(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	d, err := manager.NewDict[string, int](ctx, m)
 	require.NoError(t, err)
 	p := process.New(useLater, d)
@@ -163,7 +164,7 @@ func TestLifetimeTransfer(t *testing.T) {
 // TestLifetimeNamed: a Named object outlives its proxies.
 func TestLifetimeNamed(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	d, err := manager.NewDict[string, int](ctx, m, manager.Named("kept"))
 	require.NoError(t, err)
 	require.NoError(t, d.Set(ctx, "k", 7))

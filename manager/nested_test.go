@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -18,7 +19,7 @@ import (
 // other proxy of the same object (CPython's nested-proxy tests).
 func TestNestedProxies(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	outer, err := manager.NewDict[string, *manager.List[int]](ctx, m)
 	require.NoError(t, err)
 	inner, err := manager.NewList[int](ctx, m)
@@ -112,7 +113,7 @@ var nestedChild = process.Register("test.nestedChild", func(ctx context.Context,
 
 func TestNestedProxiesInChild(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	outer, err := manager.NewDict[string, *manager.List[int]](ctx, m)
 	require.NoError(t, err)
 	inner, err := manager.NewList[int](ctx, m)
@@ -174,7 +175,7 @@ var incCounter = process.Register("test.incCounter", func(ctx context.Context, p
 
 func TestRegisteredType(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	c, err := manager.NewObject(ctx, m, "test.counter")
 	require.NoError(t, err)
 	assert.Equal(t, "test.counter", c.TypeName())

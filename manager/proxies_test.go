@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -78,7 +79,7 @@ var childExercise = process.Register("test.exercise", func(ctx context.Context, 
 
 func TestEveryProxyInParent(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	a := newAll(t, ctx, m)
 	require.NoError(t, runAll(ctx, a))
 	require.NoError(t, exerciseDictKinds(ctx, m))
@@ -88,7 +89,7 @@ func TestEveryProxyInParent(t *testing.T) {
 // runs every method on them; the parent then sees what the child left.
 func TestEveryProxyInChild(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	a := newAll(t, ctx, m)
 	p := process.New(childExercise, a)
 	require.NoError(t, p.Start())

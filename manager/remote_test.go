@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
@@ -85,7 +86,7 @@ var addNamed = process.Register("test.addNamed", func(ctx context.Context, a con
 // this one and from two others (Python's remote managers), all sharing a
 // Named dict.
 func TestRemoteTCP(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	key := []byte("remote secret")
 	addr, stop := serveRemote(t, key)
 	m, err := manager.Connect(ctx, "tcp", addr, key)
@@ -120,7 +121,7 @@ var putHello = process.Register("test.putHello", func(ctx context.Context, q *ma
 })
 
 func TestServeTCPNeedsAuthKey(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	err := manager.Serve(ctx, "tcp", "127.0.0.1:0", []byte{})
 	assert.ErrorIs(t, err, manager.ErrNoAuthKey)
 	_, err = manager.Start(ctx, manager.WithAddress("tcp", "127.0.0.1:0"), manager.WithAuthKey([]byte{}))
@@ -129,7 +130,7 @@ func TestServeTCPNeedsAuthKey(t *testing.T) {
 
 // TestStartTCP: a started server on TCP.
 func TestStartTCP(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	m := start(t, manager.WithAddress("tcp", "127.0.0.1:0"))
 	network, addr := m.Address()
 	assert.Equal(t, "tcp", network)
@@ -143,7 +144,7 @@ func TestStartTCP(t *testing.T) {
 
 // TestServeInProcess: Serve in this process, stopped by its ctx.
 func TestServeInProcess(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	sctx, cancel := context.WithCancel(ctx)
 	addr := filepath.Join(t.TempDir(), "sock")
 	ready := make(chan struct{})
@@ -172,7 +173,7 @@ func TestServeInProcess(t *testing.T) {
 // TestSocketDirectory: a started server's socket lives in a private
 // directory, removed at Close.
 func TestSocketDirectory(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	m, err := manager.Start(ctx)
 	require.NoError(t, err)
 	network, addr := m.Address()
@@ -193,7 +194,7 @@ func TestSocketDirectory(t *testing.T) {
 // TestNamedWrongKind: a name belongs to one kind.
 func TestNamedWrongKind(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	_, err := manager.NewDict[string, int](ctx, m, manager.Named("x"))
 	require.NoError(t, err)
 	_, err = manager.NewList[int](ctx, m, manager.Named("x"))
@@ -204,7 +205,7 @@ func TestNamedWrongKind(t *testing.T) {
 // find the same Named dict.
 func TestNamedUnrelatedConnections(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	network, addr := m.Address()
 	arg := connectArg{Network: network, Addr: addr, Name: "counter", N: 20}
 	runChildren(t, ctx, addNamed, arg, arg, arg)
@@ -218,7 +219,7 @@ func TestNamedUnrelatedConnections(t *testing.T) {
 // TestRapidRestart: a server can be restarted on the same address at once
 // (CPython's _TestManagerRestart), unix and TCP.
 func TestRapidRestart(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	path := filepath.Join(t.TempDir(), "sock")
 	var tcpAddr string
 	for i := range 3 {

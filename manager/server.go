@@ -102,7 +102,6 @@ type waiter struct {
 	op     op
 	item   []byte // Put: the item (its references are counted)
 	index  int    // Barrier: arrival index
-	gen    uint64 // Barrier: generation
 	cancel bool   // Condition: the wait was cancelled; reply so once the lock is back
 	stop   context.CancelFunc
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/manager"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
@@ -58,7 +59,7 @@ var lockedIncrements = process.Register("test.lockedIncrements", func(ctx contex
 
 func TestLockAcrossProcesses(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	l, err := manager.NewLock(ctx, m)
 	require.NoError(t, err)
 	v, err := manager.NewValue(ctx, m, 0)
@@ -98,7 +99,7 @@ var holdAndBlock = process.Register("test.holdAndBlock", func(ctx context.Contex
 // would stay locked forever).
 func TestLockHolderKilled(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	l, err := manager.NewLock(ctx, m)
 	require.NoError(t, err)
 	rl, err := manager.NewRLock(ctx, m)
@@ -153,7 +154,7 @@ var producer = process.Register("test.producer", func(ctx context.Context, a que
 
 func TestQueueAcrossProcesses(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := manager.NewQueue[int](ctx, m, 5) // bounded: producers block
 	require.NoError(t, err)
 	var ps []*process.Process
@@ -188,7 +189,7 @@ func TestQueueAcrossProcesses(t *testing.T) {
 // next Put's item goes to the next Get.
 func TestQueueGetCancelLosesNothing(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := manager.NewQueue[string](ctx, m, 0)
 	require.NoError(t, err)
 	for range 20 {
@@ -234,7 +235,7 @@ var joinableWorker = process.Register("test.joinableWorker", func(ctx context.Co
 // workers, 10 items, as CPython's test_task_done).
 func TestJoinableWorkers(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := manager.NewJoinable[int](ctx, m, 0)
 	require.NoError(t, err)
 	done, err := manager.NewList[int](ctx, m)
@@ -272,7 +273,7 @@ var setLater = process.Register("test.setLater", func(ctx context.Context, a eve
 
 func TestEventSetByChild(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	e, err := manager.NewEvent(ctx, m)
 	require.NoError(t, err)
 	p := process.New(setLater, eventArg{E: e, Delay: 100 * time.Millisecond})
@@ -310,7 +311,7 @@ var condWaiter = process.Register("test.condWaiter", func(ctx context.Context, a
 // NotifyAll the last one (CPython's test_notify_n).
 func TestConditionNotify(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	c, err := manager.NewCondition(ctx, m, nil)
 	require.NoError(t, err)
 	woken, err := manager.NewValue(ctx, m, 0)
@@ -382,7 +383,7 @@ var barrierParty = process.Register("test.barrierParty", func(ctx context.Contex
 // 20 times; every pass hands out indexes 0..3 exactly once.
 func TestBarrierLockstep(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	b, err := manager.NewBarrier(ctx, m, 4)
 	require.NoError(t, err)
 	idx, err := manager.NewList[int](ctx, m)
@@ -415,7 +416,7 @@ func TestBarrierLockstep(t *testing.T) {
 // the others, as a Python timeout does.
 func TestBarrierTimeoutBreaks(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	b, err := manager.NewBarrier(ctx, m, 3)
 	require.NoError(t, err)
 	other := make(chan error, 1)
@@ -441,7 +442,7 @@ func TestBarrierTimeoutBreaks(t *testing.T) {
 // close to the deadline, and the lock is not taken behind its back.
 func TestAcquireCancelPrompt(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	l, err := manager.NewLock(ctx, m)
 	require.NoError(t, err)
 	require.NoError(t, l.Acquire(ctx))
@@ -469,7 +470,7 @@ func TestAcquireCancelPrompt(t *testing.T) {
 // Acquire.
 func TestSemaphoreAcrossProcesses(t *testing.T) {
 	m := start(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	s, err := manager.NewSemaphore(ctx, m, 0)
 	require.NoError(t, err)
 	p := process.New(releaseSem, s)
@@ -490,7 +491,7 @@ var releaseSem = process.Register("test.releaseSem", func(ctx context.Context, s
 // panics rather than pretending to hold the lock.
 func TestLockerPanicsWhenServerGone(t *testing.T) {
 	m := startToKill(t)
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	l, err := manager.NewLock(ctx, m)
 	require.NoError(t, err)
 	require.NoError(t, manager.ServerProcess(m).Kill())

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -56,7 +57,7 @@ func TestConcurrentAccept(t *testing.T) {
 			var dwg sync.WaitGroup
 			for range dials {
 				dwg.Go(func() {
-					c, err := pipe.Dial(ctxT(t), "unix", l.Addr().String(), key)
+					c, err := pipe.Dial(testbin.Context(t), "unix", l.Addr().String(), key)
 					if !assert.NoError(t, err) {
 						return
 					}
@@ -124,7 +125,7 @@ func TestConnConcurrentUse(t *testing.T) {
 						err = perr
 					} else if !ok {
 						continue
-					} else if _, werr := pipe.Wait(ctxT(t), b); werr != nil {
+					} else if _, werr := pipe.Wait(testbin.Context(t), b); werr != nil {
 						err = werr
 					} else {
 						msg, err = b.RecvBytes()

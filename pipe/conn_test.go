@@ -90,7 +90,7 @@ func rawPeer(t *testing.T) (*pipe.Conn, net.Conn) {
 	l := listen(t, "unix", nil)
 	raw, err := net.Dial("unix", l.Addr().String())
 	require.NoError(t, err)
-	c, err := l.Accept(ctxT(t))
+	c, err := l.Accept(testbin.Context(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { raw.Close(); c.Close() })
 	return c, raw
@@ -281,11 +281,11 @@ func TestWait(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), 90*time.Millisecond)
 
 	require.NoError(t, a2.SendBytes([]byte("2")))
-	ready, err = pipe.Wait(ctxT(t), b1, b2)
+	ready, err = pipe.Wait(testbin.Context(t), b1, b2)
 	require.NoError(t, err)
 	assert.Equal(t, []*pipe.Conn{b2}, ready)
 	require.NoError(t, a1.SendBytes([]byte("1")))
-	ready, err = pipe.Wait(ctxT(t), b1, b2)
+	ready, err = pipe.Wait(testbin.Context(t), b1, b2)
 	require.NoError(t, err)
 	assert.Equal(t, []*pipe.Conn{b1, b2}, ready)
 }
@@ -350,7 +350,7 @@ func TestAcrossProcesses(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, big, got)
 	require.NoError(t, a.Close())
-	require.NoError(t, p.Join(ctxT(t)), "the child sees EOF and exits 0")
+	require.NoError(t, p.Join(testbin.Context(t)), "the child sees EOF and exits 0")
 }
 
 // The peer process dying is EOF, not a hang.
@@ -368,7 +368,7 @@ func TestPeerKilled(t *testing.T) {
 	_, err = a.RecvBytes()
 	assert.ErrorIs(t, err, io.EOF)
 	var ee interface{ ExitCode() int }
-	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
 	assert.Equal(t, -9, ee.ExitCode())
 	assert.Error(t, a.SendBytes([]byte("to nobody")), "writing to a dead peer is an error (EPIPE), not a signal")
 }
@@ -390,7 +390,7 @@ func TestNoFDLeak(t *testing.T) {
 	require.NoError(t, p.Start())
 	c.Close()
 	a.Close()
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 	assert.Equal(t, before, testbin.FDCount(t))
 	_ = errors.New
 }

@@ -36,7 +36,7 @@ func TestHandshakeFrameLimit(t *testing.T) {
 		raw.Write(h[:])
 		raw.(*net.UnixConn).CloseWrite()
 	}()
-	_, err = l.Accept(ctxT(t))
+	_, err = l.Accept(testbin.Context(t))
 	assert.ErrorIs(t, err, pipe.ErrAuth)
 	assert.ErrorIs(t, err, pipe.ErrTooLarge)
 	runtime.ReadMemStats(&ms)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -40,7 +41,7 @@ func TestListenDial(t *testing.T) {
 				l := listen(t, network, key)
 				errc := make(chan error, 1)
 				go func() {
-					c, err := l.Accept(ctxT(t))
+					c, err := l.Accept(testbin.Context(t))
 					if err != nil {
 						errc <- err
 						return
@@ -53,7 +54,7 @@ func TestListenDial(t *testing.T) {
 					}
 					errc <- c.Send(strings.ToUpper(s))
 				}()
-				c, err := pipe.Dial(ctxT(t), network, l.Addr().String(), key)
+				c, err := pipe.Dial(testbin.Context(t), network, l.Addr().String(), key)
 				require.NoError(t, err)
 				defer c.Close()
 				require.NoError(t, c.Send("hello"))
@@ -72,22 +73,22 @@ func TestWrongAuthkey(t *testing.T) {
 			l := listen(t, network, []byte("right"))
 			errc := make(chan error, 1)
 			go func() {
-				_, err := l.Accept(ctxT(t))
+				_, err := l.Accept(testbin.Context(t))
 				errc <- err
 			}()
-			_, err := pipe.Dial(ctxT(t), network, l.Addr().String(), []byte("wrong"))
+			_, err := pipe.Dial(testbin.Context(t), network, l.Addr().String(), []byte("wrong"))
 			assert.ErrorIs(t, err, pipe.ErrAuth)
 			assert.ErrorIs(t, <-errc, pipe.ErrAuth)
 
 			// The listener stays usable.
 			go func() {
-				c, err := l.Accept(ctxT(t))
+				c, err := l.Accept(testbin.Context(t))
 				if err == nil {
 					c.Close()
 				}
 				errc <- err
 			}()
-			c, err := pipe.Dial(ctxT(t), network, l.Addr().String(), []byte("right"))
+			c, err := pipe.Dial(testbin.Context(t), network, l.Addr().String(), []byte("right"))
 			require.NoError(t, err)
 			c.Close()
 			require.NoError(t, <-errc)
@@ -119,17 +120,17 @@ func TestAcceptCancelAndClose(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	// Still usable after a cancelled Accept.
 	go func() {
-		c, err := pipe.Dial(ctxT(t), "tcp", l.Addr().String(), nil)
+		c, err := pipe.Dial(testbin.Context(t), "tcp", l.Addr().String(), nil)
 		if err == nil {
 			c.Close()
 		}
 	}()
-	c, err := l.Accept(ctxT(t))
+	c, err := l.Accept(testbin.Context(t))
 	require.NoError(t, err)
 	c.Close()
 	require.NoError(t, l.Close())
 	require.NoError(t, l.Close())
-	_, err = l.Accept(ctxT(t))
+	_, err = l.Accept(testbin.Context(t))
 	assert.ErrorIs(t, err, pipe.ErrClosed)
 }
 
@@ -188,11 +189,11 @@ func TestPythonClient(t *testing.T) {
 	for _, network := range []string{"unix", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			l := listen(t, network, []byte("py-secret"))
-			cmd := exec.CommandContext(ctxT(t), py, "testdata/interop.py", "client", l.Addr().String(), "py-secret")
+			cmd := exec.CommandContext(testbin.Context(t), py, "testdata/interop.py", "client", l.Addr().String(), "py-secret")
 			var out syncBuffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			require.NoError(t, cmd.Start())
-			c, err := l.Accept(ctxT(t))
+			c, err := l.Accept(testbin.Context(t))
 			require.NoError(t, err, "python said: %s", &out)
 			goSide(t, c)
 			c.Close()
@@ -201,11 +202,11 @@ func TestPythonClient(t *testing.T) {
 	}
 	t.Run("wrong key", func(t *testing.T) {
 		l := listen(t, "unix", []byte("py-secret"))
-		cmd := exec.CommandContext(ctxT(t), py, "testdata/interop.py", "client", l.Addr().String(), "nope")
+		cmd := exec.CommandContext(testbin.Context(t), py, "testdata/interop.py", "client", l.Addr().String(), "nope")
 		var out syncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())
-		_, err := l.Accept(ctxT(t))
+		_, err := l.Accept(testbin.Context(t))
 		assert.ErrorIs(t, err, pipe.ErrAuth)
 		err = cmd.Wait()
 		var ee *exec.ExitError
@@ -218,7 +219,7 @@ func TestPythonClient(t *testing.T) {
 func TestPythonListener(t *testing.T) {
 	py := python(t)
 	start := func(t *testing.T, addr, key string) (*exec.Cmd, *syncBuffer) {
-		cmd := exec.CommandContext(ctxT(t), py, "testdata/interop.py", "server", addr, key)
+		cmd := exec.CommandContext(testbin.Context(t), py, "testdata/interop.py", "server", addr, key)
 		out := &syncBuffer{}
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
@@ -236,7 +237,7 @@ func TestPythonListener(t *testing.T) {
 				addr = freeTCPAddr(t)
 			}
 			cmd, out := start(t, addr, "k2")
-			c, err := pipe.Dial(ctxT(t), network, addr, []byte("k2"))
+			c, err := pipe.Dial(testbin.Context(t), network, addr, []byte("k2"))
 			require.NoError(t, err, "python said: %s", out)
 			goSide(t, c)
 			c.Close()
@@ -246,7 +247,7 @@ func TestPythonListener(t *testing.T) {
 	t.Run("wrong key", func(t *testing.T) {
 		addr := filepath.Join(t.TempDir(), "py.sock")
 		cmd, _ := start(t, addr, "k2")
-		_, err := pipe.Dial(ctxT(t), "unix", addr, []byte("bad"))
+		_, err := pipe.Dial(testbin.Context(t), "unix", addr, []byte("bad"))
 		assert.ErrorIs(t, err, pipe.ErrAuth)
 		var ee *exec.ExitError
 		require.ErrorAs(t, cmd.Wait(), &ee)

@@ -100,7 +100,7 @@ func TestHandlesOverConn(t *testing.T) {
 	}
 	assert.Equal(t, before, testbin.FDCount(t), "no descriptor leaked on either side of the exchange")
 	require.NoError(t, ctl.Close())
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 }
 
 // A message with handles read as bytes closes its descriptors, and the

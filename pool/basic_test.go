@@ -24,7 +24,7 @@ func newPool(t testing.TB, opts ...pool.Option) *pool.Pool {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		p.Close()
-		assert.NoError(t, p.Join(ctxT(t)))
+		assert.NoError(t, p.Join(testbin.Context(t)))
 	})
 	return p
 }
@@ -45,7 +45,7 @@ func TestMapInOrder(t *testing.T) {
 			if chunk > 0 {
 				opts = append(opts, pool.Chunksize(chunk))
 			}
-			res, err := pool.Map(ctxT(t), p, square, ints(n), opts...)
+			res, err := pool.Map(testbin.Context(t), p, square, ints(n), opts...)
 			require.NoError(t, err, "n=%d chunk=%d", n, chunk)
 			require.Len(t, res, n)
 			for i, r := range res {
@@ -53,7 +53,7 @@ func TestMapInOrder(t *testing.T) {
 			}
 		}
 	}
-	res, err := pool.Map(ctxT(t), p, square, nil)
+	res, err := pool.Map(testbin.Context(t), p, square, nil)
 	require.NoError(t, err)
 	assert.Empty(t, res)
 }
@@ -80,12 +80,12 @@ var strlen = pool.Register("test.strlen", func(ctx context.Context, s string) ([
 func TestMapStructAndScalarTypes(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	args := []pair{{1, 2, "a"}, {3, 4, "b"}, {-5, 5, ""}}
-	res, err := pool.Map(ctxT(t), p, add, args)
+	res, err := pool.Map(testbin.Context(t), p, add, args)
 	require.NoError(t, err)
 	assert.Equal(t, []sum{{3, "a!"}, {7, "b!"}, {0, "!"}}, res)
 
 	words := []string{"", "a", string(make([]byte, 300)), string(make([]byte, 70000))}
-	out, err := pool.Map(ctxT(t), p, strlen, words)
+	out, err := pool.Map(testbin.Context(t), p, strlen, words)
 	require.NoError(t, err)
 	assert.Equal(t, [][]byte{[]byte("0"), []byte("1"), []byte("300"), []byte("70000")}, out)
 }
@@ -93,7 +93,7 @@ func TestMapStructAndScalarTypes(t *testing.T) {
 func TestImapOrderedAndUnordered(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	var got []int
-	for r, err := range pool.Imap(ctxT(t), p, square, ints(500), pool.Chunksize(7)) {
+	for r, err := range pool.Imap(testbin.Context(t), p, square, ints(500), pool.Chunksize(7)) {
 		require.NoError(t, err)
 		got = append(got, r)
 	}
@@ -103,7 +103,7 @@ func TestImapOrderedAndUnordered(t *testing.T) {
 	}
 
 	got = got[:0]
-	for r, err := range pool.ImapUnordered(ctxT(t), p, square, ints(500), pool.Chunksize(3)) {
+	for r, err := range pool.ImapUnordered(testbin.Context(t), p, square, ints(500), pool.Chunksize(3)) {
 		require.NoError(t, err)
 		got = append(got, r)
 	}
@@ -119,7 +119,7 @@ func TestImapYieldsEarly(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	args := []time.Duration{0, 3 * time.Second}
 	start := time.Now()
-	for d, err := range pool.Imap(ctxT(t), p, sleepy, args, pool.Chunksize(1)) {
+	for d, err := range pool.Imap(testbin.Context(t), p, sleepy, args, pool.Chunksize(1)) {
 		require.NoError(t, err)
 		assert.Equal(t, time.Duration(0), d)
 		assert.Less(t, time.Since(start), time.Second, "the first result waited for the second")
@@ -135,7 +135,7 @@ func TestImapYieldsEarly(t *testing.T) {
 func TestImapPerItemErrors(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	n := 0
-	for r, err := range pool.Imap(ctxT(t), p, failAt, ints(30), pool.Chunksize(4)) {
+	for r, err := range pool.Imap(testbin.Context(t), p, failAt, ints(30), pool.Chunksize(4)) {
 		if n%7 == 3 {
 			var te *pool.TaskError
 			require.ErrorAs(t, err, &te)
@@ -152,36 +152,36 @@ func TestImapPerItemErrors(t *testing.T) {
 
 func TestMapLowestIndexError(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
-	_, err := pool.Map(ctxT(t), p, failAt, ints(200), pool.Chunksize(5))
+	_, err := pool.Map(testbin.Context(t), p, failAt, ints(200), pool.Chunksize(5))
 	var te *pool.TaskError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 3, te.Index)
 	assert.Equal(t, "bad 3", te.Message)
 	assert.Empty(t, te.Stack)
 	// The pool is still good.
-	res, err := pool.Map(ctxT(t), p, square, ints(10))
+	res, err := pool.Map(testbin.Context(t), p, square, ints(10))
 	require.NoError(t, err)
 	assert.Equal(t, 81, res[9])
 }
 
 func TestPanicIsTaskErrorWorkerLives(t *testing.T) {
 	p := newPool(t, pool.Workers(1))
-	before, err := pool.Apply(ctxT(t), p, pid, 0)
+	before, err := pool.Apply(testbin.Context(t), p, pid, 0)
 	require.NoError(t, err)
-	_, err = pool.Map(ctxT(t), p, panicky, ints(5))
+	_, err = pool.Map(testbin.Context(t), p, panicky, ints(5))
 	var te *pool.TaskError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 2, te.Index)
 	assert.Equal(t, "panic: boom", te.Message)
 	assert.Contains(t, te.Stack, "panic")
-	after, err := pool.Apply(ctxT(t), p, pid, 0)
+	after, err := pool.Apply(testbin.Context(t), p, pid, 0)
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "the worker was replaced after a panic")
 }
 
 func TestApplyAndAsyncResult(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
-	r, err := pool.Apply(ctxT(t), p, square, 12)
+	r, err := pool.Apply(testbin.Context(t), p, square, 12)
 	require.NoError(t, err)
 	assert.Equal(t, 144, r)
 
@@ -197,7 +197,7 @@ func TestApplyAndAsyncResult(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), 45*time.Millisecond)
 	assert.Less(t, time.Since(start), testbin.Slack)
 
-	require.NoError(t, ar.Wait(ctxT(t)))
+	require.NoError(t, ar.Wait(testbin.Context(t)))
 	select {
 	case <-ar.Done():
 	default:
@@ -205,15 +205,15 @@ func TestApplyAndAsyncResult(t *testing.T) {
 	}
 	assert.True(t, ar.Ready())
 	assert.True(t, ar.Successful())
-	d, err := ar.Get(ctxT(t))
+	d, err := ar.Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, 300*time.Millisecond, d)
 
 	bad := pool.ApplyAsync(p, failAt, 3)
-	require.NoError(t, bad.Wait(ctxT(t)))
+	require.NoError(t, bad.Wait(testbin.Context(t)))
 	assert.True(t, bad.Ready())
 	assert.False(t, bad.Successful())
-	_, err = bad.Get(ctxT(t))
+	_, err = bad.Get(testbin.Context(t))
 	var te *pool.TaskError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 0, te.Index)
@@ -222,15 +222,15 @@ func TestApplyAndAsyncResult(t *testing.T) {
 func TestMapAsync(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	ar := pool.MapAsync(p, square, ints(100))
-	res, err := ar.Get(ctxT(t))
+	res, err := ar.Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, 99*99, res[99])
 	ar2 := pool.MapAsync(p, failAt, ints(20))
-	_, err = ar2.Get(ctxT(t))
+	_, err = ar2.Get(testbin.Context(t))
 	var te *pool.TaskError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 3, te.Index)
-	empty, err := pool.MapAsync(p, square, nil).Get(ctxT(t))
+	empty, err := pool.MapAsync(p, square, nil).Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Empty(t, empty)
 }
@@ -241,7 +241,7 @@ func TestCallbacksAndProgress(t *testing.T) {
 	got := map[int]int{}
 	var failed []int
 	var last, calls atomic.Int64
-	_, err := pool.Map(ctxT(t), p, square, ints(1000),
+	_, err := pool.Map(testbin.Context(t), p, square, ints(1000),
 		pool.OnResult(func(i, r int) { mu.Lock(); got[i] = r; mu.Unlock() }),
 		pool.Progress(func(done, total int) {
 			assert.Equal(t, 1000, total)
@@ -258,7 +258,7 @@ func TestCallbacksAndProgress(t *testing.T) {
 
 	// Apply: Python's callback and error_callback.
 	okc := make(chan int, 1)
-	_, err = pool.Apply(ctxT(t), p, square, 5, pool.OnResult(func(i, r int) { okc <- r }))
+	_, err = pool.Apply(testbin.Context(t), p, square, 5, pool.OnResult(func(i, r int) { okc <- r }))
 	require.NoError(t, err)
 	assert.Equal(t, 25, <-okc)
 	errc := make(chan error, 1)
@@ -268,13 +268,13 @@ func TestCallbacksAndProgress(t *testing.T) {
 		mu.Unlock()
 		errc <- err
 	}))
-	_, err = ar.Get(ctxT(t))
+	_, err = ar.Get(testbin.Context(t))
 	require.Error(t, err)
 	assert.Equal(t, err, <-errc)
 	assert.Equal(t, []int{0}, failed)
 
 	// A callback of the wrong type is an error before anything runs.
-	_, err = pool.Map(ctxT(t), p, square, ints(3), pool.OnResult(func(i int, s string) {}))
+	_, err = pool.Map(testbin.Context(t), p, square, ints(3), pool.OnResult(func(i int, s string) {}))
 	require.ErrorIs(t, err, pool.ErrInvalidOption)
 }
 
@@ -288,14 +288,14 @@ func TestOptionsValidated(t *testing.T) {
 		assert.Nil(t, p)
 	}
 	p := newPool(t, pool.Workers(1))
-	_, err := pool.Map(ctxT(t), p, square, ints(3), pool.Chunksize(0))
+	_, err := pool.Map(testbin.Context(t), p, square, ints(3), pool.Chunksize(0))
 	require.ErrorIs(t, err, pool.ErrInvalidOption)
 }
 
 func TestClosedPool(t *testing.T) {
 	p, err := pool.New(pool.Workers(2))
 	require.NoError(t, err)
-	require.ErrorIs(t, p.Join(ctxT(t)), pool.ErrNotClosed)
+	require.ErrorIs(t, p.Join(testbin.Context(t)), pool.ErrNotClosed)
 	// Queued work still runs after Close.
 	var ars []*pool.AsyncResult[time.Duration]
 	for range 10 {
@@ -303,28 +303,28 @@ func TestClosedPool(t *testing.T) {
 	}
 	require.NoError(t, p.Close())
 	require.NoError(t, p.Close())
-	_, err = pool.Map(ctxT(t), p, square, ints(3))
+	_, err = pool.Map(testbin.Context(t), p, square, ints(3))
 	require.ErrorIs(t, err, pool.ErrClosed)
-	_, err = pool.Map(ctxT(t), p, square, nil)
+	_, err = pool.Map(testbin.Context(t), p, square, nil)
 	require.ErrorIs(t, err, pool.ErrClosed)
-	_, err = pool.ApplyAsync(p, square, 1).Get(ctxT(t))
+	_, err = pool.ApplyAsync(p, square, 1).Get(testbin.Context(t))
 	require.ErrorIs(t, err, pool.ErrClosed)
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 	for _, ar := range ars {
 		require.True(t, ar.Ready())
-		d, err := ar.Get(ctxT(t))
+		d, err := ar.Get(testbin.Context(t))
 		require.NoError(t, err)
 		assert.Equal(t, 20*time.Millisecond, d)
 	}
 	require.NoError(t, p.Terminate())
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 }
 
 func TestMaxTasksPerChild(t *testing.T) {
 	p := newPool(t, pool.Workers(2), pool.MaxTasksPerChild(3))
 	// Chunks larger than the budget are split.
 	for _, chunk := range []int{1, 10} {
-		res, err := pool.Map(ctxT(t), p, pid, ints(30), pool.Chunksize(chunk))
+		res, err := pool.Map(testbin.Context(t), p, pid, ints(30), pool.Chunksize(chunk))
 		require.NoError(t, err)
 		count := map[int]int{}
 		for _, r := range res {
@@ -341,14 +341,14 @@ func TestUnencodableArgument(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	echo := anyEcho
 	args := []any{1, "two", make(chan int), 4.5}
-	res, err := pool.Map(ctxT(t), p, echo, args, pool.Chunksize(4))
+	res, err := pool.Map(testbin.Context(t), p, echo, args, pool.Chunksize(4))
 	require.Error(t, err)
 	assert.Nil(t, res)
 	assert.Contains(t, err.Error(), "task 2: cannot encode the argument")
 	// Imap shows the other items went through.
 	var got []any
 	var errs []error
-	for r, err := range pool.Imap(ctxT(t), p, echo, args, pool.Chunksize(4)) {
+	for r, err := range pool.Imap(testbin.Context(t), p, echo, args, pool.Chunksize(4)) {
 		got = append(got, r)
 		errs = append(errs, err)
 	}
@@ -361,7 +361,7 @@ func TestUnencodableArgument(t *testing.T) {
 	assert.Equal(t, "two", got[1])
 	assert.Equal(t, 4.5, got[3])
 	// And the pool is reused.
-	r, err := pool.Apply(ctxT(t), p, square, 3)
+	r, err := pool.Apply(testbin.Context(t), p, square, 3)
 	require.NoError(t, err)
 	assert.Equal(t, 9, r)
 }
@@ -374,14 +374,14 @@ func TestCancelledContextReturnsPromptly(t *testing.T) {
 	for i := range args {
 		args[i] = 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctxT(t), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(testbin.Context(t), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := pool.Map(ctx, p, sleepy, args, pool.Chunksize(1))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), time.Second)
 	// The running tasks saw their ctx cancelled: the workers are free.
-	r, err := pool.Apply(ctxT(t), p, sleepy, time.Millisecond)
+	r, err := pool.Apply(testbin.Context(t), p, sleepy, time.Millisecond)
 	require.NoError(t, err)
 	assert.Equal(t, time.Millisecond, r)
 	p.Close()
@@ -391,11 +391,11 @@ func TestCancelledContextReturnsPromptly(t *testing.T) {
 
 	// Apply and Imap too.
 	p2 := newPool(t, pool.Workers(1))
-	ctx2, cancel2 := context.WithTimeout(ctxT(t), 100*time.Millisecond)
+	ctx2, cancel2 := context.WithTimeout(testbin.Context(t), 100*time.Millisecond)
 	defer cancel2()
 	_, err = pool.Apply(ctx2, p2, sleepy, 10*time.Second)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	ctx3, cancel3 := context.WithTimeout(ctxT(t), 100*time.Millisecond)
+	ctx3, cancel3 := context.WithTimeout(testbin.Context(t), 100*time.Millisecond)
 	defer cancel3()
 	var last error
 	for _, err := range pool.Imap(ctx3, p2, sleepy, args) {

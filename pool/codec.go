@@ -77,8 +77,6 @@ func (d *decState) reset(b []byte) {
 	d.p = 0
 }
 
-func (d *decState) remaining() int { return len(d.b) - d.p }
-
 // decode decodes one value with the generic msgpack decoder. The value is
 // measured first: the decoder sizes allocations by the counts the input
 // claims, and recurses once per nesting level, so peer input is checked

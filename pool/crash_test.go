@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/pool"
 	"github.com/mpgo/multiprocessing/process"
@@ -19,7 +21,7 @@ import (
 // alive reports whether a process with this pid exists (and is not a
 // zombie waiting for us).
 func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return false
 	}
@@ -32,12 +34,10 @@ func alive(pid int) bool {
 	return true
 }
 
-func itoa(i int) string { return fmtInt(i) }
-
 func TestWorkerExitFailsOnlyItsTask(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	start := time.Now()
-	_, err := pool.Apply(ctxT(t), p, exitWith, 3)
+	_, err := pool.Apply(testbin.Context(t), p, exitWith, 3)
 	var wd *pool.WorkerDiedError
 	require.ErrorAs(t, err, &wd)
 	assert.Equal(t, 0, wd.Index)
@@ -47,7 +47,7 @@ func TestWorkerExitFailsOnlyItsTask(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Contains(t, err.Error(), "exited with code 3")
 	// The next map on the same pool succeeds, on a replacement worker.
-	res, err := pool.Map(ctxT(t), p, exitWith, []int{-1, -1, -1, -1}, pool.Chunksize(1))
+	res, err := pool.Map(testbin.Context(t), p, exitWith, []int{-1, -1, -1, -1}, pool.Chunksize(1))
 	require.NoError(t, err)
 	assert.NotContains(t, res, wd.Pid)
 }
@@ -57,7 +57,7 @@ func TestWorkerSIGKILLFailsOnlyItsTask(t *testing.T) {
 	start := time.Now()
 	// In a map: the one item fails, every other item completes, in order.
 	n := 0
-	for r, err := range pool.Imap(ctxT(t), p, killSelf, ints(40), pool.Chunksize(4)) {
+	for r, err := range pool.Imap(testbin.Context(t), p, killSelf, ints(40), pool.Chunksize(4)) {
 		if n == 5 {
 			var wd *pool.WorkerDiedError
 			require.ErrorAs(t, err, &wd)
@@ -73,11 +73,11 @@ func TestWorkerSIGKILLFailsOnlyItsTask(t *testing.T) {
 	assert.Equal(t, 40, n)
 	assert.Less(t, time.Since(start), 5*time.Second)
 	// Map reports it as the lowest failed index, and the pool goes on.
-	_, err := pool.Map(ctxT(t), p, killSelf, ints(10))
+	_, err := pool.Map(testbin.Context(t), p, killSelf, ints(10))
 	var wd *pool.WorkerDiedError
 	require.ErrorAs(t, err, &wd)
 	assert.Equal(t, 5, wd.Index)
-	res, err := pool.Map(ctxT(t), p, square, ints(100))
+	res, err := pool.Map(testbin.Context(t), p, square, ints(100))
 	require.NoError(t, err)
 	assert.Equal(t, 99*99, res[99])
 }
@@ -95,7 +95,7 @@ var crashBurst = pool.Register("test.crashBurst", func(ctx context.Context, x in
 func TestResultsBeforeACrashSurvive(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	n := 0
-	for r, err := range pool.Imap(ctxT(t), p, crashBurst, ints(60), pool.Chunksize(10)) {
+	for r, err := range pool.Imap(testbin.Context(t), p, crashBurst, ints(60), pool.Chunksize(10)) {
 		if n%10 == 9 {
 			var wd *pool.WorkerDiedError
 			require.ErrorAs(t, err, &wd, "item %d", n)
@@ -111,12 +111,12 @@ func TestResultsBeforeACrashSurvive(t *testing.T) {
 
 func TestTaskTimeout(t *testing.T) {
 	p := newPool(t, pool.Workers(2), pool.TaskTimeout(300*time.Millisecond))
-	before, err := pool.Map(ctxT(t), p, pid, ints(2), pool.Chunksize(1))
+	before, err := pool.Map(testbin.Context(t), p, pid, ints(2), pool.Chunksize(1))
 	require.NoError(t, err)
 	start := time.Now()
 	args := []time.Duration{10 * time.Millisecond, time.Minute, 20 * time.Millisecond, 100 * time.Millisecond}
 	var errs []error
-	for _, err := range pool.Imap(ctxT(t), p, sleepy, args, pool.Chunksize(1)) {
+	for _, err := range pool.Imap(testbin.Context(t), p, sleepy, args, pool.Chunksize(1)) {
 		errs = append(errs, err)
 	}
 	elapsed := time.Since(start)
@@ -127,7 +127,7 @@ func TestTaskTimeout(t *testing.T) {
 	assert.NoError(t, errs[3])
 	assert.GreaterOrEqual(t, elapsed, 300*time.Millisecond)
 	assert.Less(t, elapsed, 2*time.Second)
-	after, err := pool.Map(ctxT(t), p, pid, ints(2), pool.Chunksize(1))
+	after, err := pool.Map(testbin.Context(t), p, pid, ints(2), pool.Chunksize(1))
 	require.NoError(t, err)
 	assert.NotEqual(t, before, after, "the timed-out worker was not replaced")
 }
@@ -144,19 +144,19 @@ var hog = pool.Register("test.hog", func(ctx context.Context, mib int) (int, err
 })
 
 func TestMemoryLimit(t *testing.T) {
-	if raceEnabled {
+	if testbin.RaceEnabled { // the race detector's shadow memory counts against RLIMIT_DATA
 		t.Skip("the race detector's shadow memory counts against RLIMIT_DATA")
 	}
 	p := newPool(t, pool.Workers(1), pool.MemoryLimit(256<<20))
-	r, err := pool.Apply(ctxT(t), p, hog, 64)
+	r, err := pool.Apply(testbin.Context(t), p, hog, 64)
 	require.NoError(t, err)
 	assert.Equal(t, 64, r)
-	_, err = pool.Apply(ctxT(t), p, hog, 4096)
+	_, err = pool.Apply(testbin.Context(t), p, hog, 4096)
 	var wd *pool.WorkerDiedError
 	require.ErrorAs(t, err, &wd)
 	assert.Equal(t, 2, wd.Code)
 	assert.Contains(t, err.Error(), "MemoryLimit")
-	r, err = pool.Apply(ctxT(t), p, hog, 64)
+	r, err = pool.Apply(testbin.Context(t), p, hog, 64)
 	require.NoError(t, err)
 	assert.Equal(t, 64, r)
 }
@@ -178,23 +178,23 @@ func TestCPUTime(t *testing.T) {
 	// Short tasks add up past a second in one worker without harm: the
 	// limit is per task.
 	for range 3 {
-		_, err := pool.Apply(ctxT(t), p, spin, 400*time.Millisecond)
+		_, err := pool.Apply(testbin.Context(t), p, spin, 400*time.Millisecond)
 		require.NoError(t, err)
 	}
 	start := time.Now()
-	_, err := pool.Apply(ctxT(t), p, spin, 20*time.Second)
+	_, err := pool.Apply(testbin.Context(t), p, spin, 20*time.Second)
 	var wd *pool.WorkerDiedError
 	require.ErrorAs(t, err, &wd)
 	assert.Contains(t, err.Error(), "CPU time")
 	assert.Less(t, time.Since(start), 10*time.Second)
-	_, err = pool.Apply(ctxT(t), p, spin, time.Millisecond)
+	_, err = pool.Apply(testbin.Context(t), p, spin, time.Millisecond)
 	require.NoError(t, err)
 }
 
 func TestTerminate(t *testing.T) {
 	p, err := pool.New(pool.Workers(2))
 	require.NoError(t, err)
-	pids, err := pool.Map(ctxT(t), p, pid, ints(2), pool.Chunksize(1))
+	pids, err := pool.Map(testbin.Context(t), p, pid, ints(2), pool.Chunksize(1))
 	require.NoError(t, err)
 	// Python conformance: terminate with 10k queued tasks returns promptly.
 	ars := make([]*pool.AsyncResult[time.Duration], 10000)
@@ -205,19 +205,19 @@ func TestTerminate(t *testing.T) {
 	start := time.Now()
 	require.NoError(t, p.Terminate())
 	assert.Less(t, time.Since(start), 2*time.Second)
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 	for _, ar := range ars {
 		require.True(t, ar.Ready())
-		_, err := ar.Get(ctxT(t))
+		_, err := ar.Get(testbin.Context(t))
 		require.ErrorIs(t, err, pool.ErrTerminated)
 	}
-	_, err = mapped.Get(ctxT(t))
+	_, err = mapped.Get(testbin.Context(t))
 	require.ErrorIs(t, err, pool.ErrTerminated)
 	for _, pid := range pids {
 		assert.False(t, alive(pid), "worker %d outlived Terminate", pid)
 	}
 	require.NoError(t, p.Terminate())
-	_, err = pool.Apply(ctxT(t), p, square, 2)
+	_, err = pool.Apply(testbin.Context(t), p, square, 2)
 	require.ErrorIs(t, err, pool.ErrClosed)
 }
 
@@ -253,7 +253,7 @@ func TestNoWorkerOutlivesTheParent(t *testing.T) {
 	}
 	require.NoError(t, owner.Kill())
 	var ee *process.ExitError
-	require.ErrorAs(t, owner.Join(ctxT(t)), &ee)
+	require.ErrorAs(t, owner.Join(testbin.Context(t)), &ee)
 	deadline := time.Now().Add(5 * time.Second)
 	for _, pid := range pids {
 		for alive(pid) && time.Now().Before(deadline) {
@@ -299,7 +299,7 @@ func TestInitializer(t *testing.T) {
 	// The handle in the initializer's argument reached every worker, also
 	// the replacements started after the caller closed its copy.
 	theirs.Close()
-	res, err := pool.Map(ctxT(t), p, readInit, ints(4), pool.Chunksize(1))
+	res, err := pool.Map(testbin.Context(t), p, readInit, ints(4), pool.Chunksize(1))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ready", "ready", "ready", "ready"}, res)
 	seen := map[int]bool{}
@@ -321,18 +321,18 @@ func TestBrokenPool(t *testing.T) {
 	flag := t.TempDir() + "/flag"
 	p, err := pool.New(pool.Workers(1), pool.Initializer(initialize, initArg{FailIfExists: flag}))
 	require.NoError(t, err)
-	defer func() { p.Terminate(); p.Join(ctxT(t)) }()
+	defer func() { p.Terminate(); p.Join(testbin.Context(t)) }()
 	require.NoError(t, os.WriteFile(flag, nil, 0o600))
 	killer := pool.ApplyAsync(p, killSelf, 5)
 	queued := pool.MapAsync(p, square, ints(10))
-	_, err = killer.Get(ctxT(t))
+	_, err = killer.Get(testbin.Context(t))
 	var wd *pool.WorkerDiedError
 	require.ErrorAs(t, err, &wd)
-	_, err = queued.Get(ctxT(t))
+	_, err = queued.Get(testbin.Context(t))
 	require.ErrorIs(t, err, pool.ErrBroken)
 	assert.Contains(t, err.Error(), "the model is gone")
-	_, err = pool.Apply(ctxT(t), p, square, 1)
+	_, err = pool.Apply(testbin.Context(t), p, square, 1)
 	require.ErrorIs(t, err, pool.ErrBroken)
 	require.NoError(t, p.Close())
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 }

@@ -69,7 +69,7 @@ func TestMapRunsNothingAfterAFailure(t *testing.T) {
 			args[i] = logArg{Path: path, I: i, FailAt: failAt, Sleep: 30 * time.Millisecond}
 		}
 		start := time.Now()
-		_, err := pool.Map(ctxT(t), p, logged, args, pool.Chunksize(1))
+		_, err := pool.Map(testbin.Context(t), p, logged, args, pool.Chunksize(1))
 		var te *pool.TaskError
 		require.ErrorAs(t, err, &te)
 		assert.Equal(t, failAt, te.Index)
@@ -95,7 +95,7 @@ func TestMapFailingWorkerStopsItsOwnItems(t *testing.T) {
 	for i := range args {
 		args[i] = logArg{Path: path, I: i, FailAt: 2, Sleep: 5 * time.Millisecond}
 	}
-	_, err := pool.Map(ctxT(t), p, logged, args, pool.Chunksize(len(args)))
+	_, err := pool.Map(testbin.Context(t), p, logged, args, pool.Chunksize(len(args)))
 	var te *pool.TaskError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 2, te.Index)
@@ -106,7 +106,7 @@ func TestMapFailingWorkerStopsItsOwnItems(t *testing.T) {
 		args[i].Path = path
 	}
 	nerr := 0
-	for _, err := range pool.Imap(ctxT(t), p, logged, args, pool.Chunksize(len(args))) {
+	for _, err := range pool.Imap(testbin.Context(t), p, logged, args, pool.Chunksize(len(args))) {
 		if err != nil {
 			nerr++
 		}
@@ -121,7 +121,7 @@ var ctxErr = pool.Register("test.ctxErr", func(ctx context.Context, _ int) (int,
 
 func TestTaskErrorUnwrapsContextErrors(t *testing.T) {
 	p := newPool(t, pool.Workers(1))
-	_, err := pool.Apply(ctxT(t), p, ctxErr, 0)
+	_, err := pool.Apply(testbin.Context(t), p, ctxErr, 0)
 	var te *pool.TaskError
 	require.ErrorAs(t, err, &te)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
@@ -134,18 +134,18 @@ func TestNoDescriptorLeak(t *testing.T) {
 	for range 3 {
 		p, err := pool.New(pool.Workers(2), pool.TaskTimeout(time.Second))
 		require.NoError(t, err)
-		_, err = pool.Map(ctxT(t), p, square, ints(100))
+		_, err = pool.Map(testbin.Context(t), p, square, ints(100))
 		require.NoError(t, err)
-		_, err = pool.Apply(ctxT(t), p, exitWith, 3)
+		_, err = pool.Apply(testbin.Context(t), p, exitWith, 3)
 		require.Error(t, err)
 		require.NoError(t, p.Close())
-		require.NoError(t, p.Join(ctxT(t)))
+		require.NoError(t, p.Join(testbin.Context(t)))
 	}
 	p, err := pool.New(pool.Workers(2))
 	require.NoError(t, err)
 	pool.ApplyAsync(p, sleepy, time.Hour)
 	require.NoError(t, p.Terminate())
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 	assert.Equal(t, before, testbin.FDCount(t))
 	assert.Empty(t, process.ActiveChildren())
 }
@@ -156,7 +156,7 @@ func TestDefaultWorkers(t *testing.T) {
 	for i := range args {
 		args[i] = 30 * time.Millisecond
 	}
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	pids := map[int]bool{}
 	for range pool.Imap(ctx, p, sleepy, args, pool.Chunksize(1)) {
 	}
@@ -175,7 +175,7 @@ func TestConcurrentCallers(t *testing.T) {
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
-			ctx := ctxT(t)
+			ctx := testbin.Context(t)
 			for round := range 5 {
 				res, err := pool.Map(ctx, p, square, ints(50+g+round), pool.Chunksize(1+g))
 				if assert.NoError(t, err) {
@@ -205,7 +205,7 @@ func TestConcurrentCallers(t *testing.T) {
 // _TestPoolWorkerLifetime.
 func TestPythonPoolConformance(t *testing.T) {
 	p := newPool(t, pool.Workers(4))
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	t.Run("map, imap and starmap in order", func(t *testing.T) {
 		res, err := pool.Map(ctx, p, square, ints(100), pool.Chunksize(7))
 		require.NoError(t, err)
@@ -311,7 +311,7 @@ var (
 func TestLargeValues(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	sizes := []int{0, 1, 100 << 10, 900 << 10, 3 << 20, 5, 70 << 10, 2 << 20}
-	res, err := pool.Map(ctxT(t), p, blob, sizes, pool.Chunksize(3))
+	res, err := pool.Map(testbin.Context(t), p, blob, sizes, pool.Chunksize(3))
 	require.NoError(t, err)
 	for i, b := range res {
 		require.Len(t, b, sizes[i])
@@ -319,7 +319,7 @@ func TestLargeValues(t *testing.T) {
 			require.Equal(t, byte(j%251), b[j])
 		}
 	}
-	lens, err := pool.Map(ctxT(t), p, blobLen, res, pool.Chunksize(4))
+	lens, err := pool.Map(testbin.Context(t), p, blobLen, res, pool.Chunksize(4))
 	require.NoError(t, err)
 	assert.Equal(t, sizes, lens)
 }
@@ -330,15 +330,15 @@ func TestArgsReleasedOnReturn(t *testing.T) {
 	p := newPool(t, pool.Workers(2))
 	args := ints(20000)
 	for round := range 20 {
-		ctx, cancel := context.WithCancel(ctxT(t))
+		ctx, cancel := context.WithCancel(testbin.Context(t))
 		if round%2 == 0 {
 			cancel()
-			pool.Map(ctxT(t), p, failAt, args, pool.Chunksize(10+round)) // fails at 3
+			pool.Map(testbin.Context(t), p, failAt, args, pool.Chunksize(10+round)) // fails at 3
 		} else {
 			go cancel()
 			pool.Map(ctx, p, square, args, pool.Chunksize(10+round))
 		}
-		for r := range pool.Imap(ctxT(t), p, square, args, pool.Chunksize(100)) {
+		for r := range pool.Imap(testbin.Context(t), p, square, args, pool.Chunksize(100)) {
 			if r > 100 {
 				break
 			}
@@ -353,7 +353,7 @@ func TestArgsReleasedOnReturn(t *testing.T) {
 func TestLargePool(t *testing.T) {
 	// Python's test_large_pool uses 200 processes.
 	p := newPool(t, pool.Workers(100))
-	res, err := pool.Map(ctxT(t), p, pid, ints(1000), pool.Chunksize(1))
+	res, err := pool.Map(testbin.Context(t), p, pid, ints(1000), pool.Chunksize(1))
 	require.NoError(t, err)
 	seen := map[int]bool{}
 	for _, r := range res {

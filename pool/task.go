@@ -74,7 +74,7 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 				continue
 			}
 			rt.begin(sp.job, idx)
-			r, err, stack := invoke(ctx, fn, a)
+			r, stack, err := invoke(ctx, fn, a)
 			rec := rt.scratch[:0]
 			switch {
 			case stack != "":
@@ -106,7 +106,7 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 
 // invoke calls fn and turns a panic into an error and a stack: a panicking
 // task is that task's *TaskError, and the worker goes on with the next.
-func invoke[A, R any](ctx context.Context, fn func(context.Context, A) (R, error), a A) (r R, err error, stack string) {
+func invoke[A, R any](ctx context.Context, fn func(context.Context, A) (R, error), a A) (r R, stack string, err error) {
 	defer func() {
 		if x := recover(); x != nil {
 			err = fmt.Errorf("panic: %v", x)
@@ -114,7 +114,7 @@ func invoke[A, R any](ctx context.Context, fn func(context.Context, A) (R, error
 		}
 	}()
 	r, err = fn(ctx, a)
-	return r, err, ""
+	return r, "", err
 }
 
 func errKind(err error) int {

@@ -38,7 +38,7 @@ func TestStartChildDiesBeforeReadingLargeArgument(t *testing.T) {
 	p := process.New(takeBytes, big, process.WithEnv("MPGO_BENCH_EXIT=1"))
 	require.NoError(t, startWithin(t, p, 10*time.Second))
 	var ee *process.ExitError
-	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
 	assert.NotEqual(t, 0, ee.Code)
 }
 
@@ -54,7 +54,7 @@ func TestLargeErrorMessage(t *testing.T) {
 	err := p.Join(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		p.Kill()
-		p.Join(ctxT(t))
+		p.Join(testbin.Context(t))
 		t.Fatal("Join hung: the child blocked writing a large error report")
 	}
 	var ee *process.ExitError
@@ -77,7 +77,7 @@ func TestMethodsDuringStart(t *testing.T) {
 		select {
 		case err := <-started:
 			require.NoError(t, err)
-			require.NoError(t, p.Join(ctxT(t)))
+			require.NoError(t, p.Join(testbin.Context(t)))
 			return
 		default:
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mpgo/multiprocessing/internal/exithook"
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -30,7 +31,7 @@ func TestGoexitInFunction(t *testing.T) {
 	err := p.Join(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		p.Kill()
-		p.Join(ctxT(t))
+		p.Join(testbin.Context(t))
 		t.Fatal("the child hung after runtime.Goexit")
 	}
 	var ee *process.ExitError
@@ -82,7 +83,7 @@ func TestGoroutinesLeftRunning(t *testing.T) {
 func TestShutdownRunsExitHooks(t *testing.T) {
 	n := 0
 	exithook.Register(func() { n++ })
-	require.NoError(t, process.Shutdown(ctxT(t)))
-	require.NoError(t, process.Shutdown(ctxT(t)))
+	require.NoError(t, process.Shutdown(testbin.Context(t)))
+	require.NoError(t, process.Shutdown(testbin.Context(t)))
 	assert.Equal(t, 1, n)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,7 +23,7 @@ func TestExecutableDeletedOrReplaced(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			bin := filepath.Join(t.TempDir(), "copy.test")
 			copyFile(t, self, bin)
-			cmd := exec.CommandContext(ctxT(t), bin, "-test.run=^TestExeHelper$", "-test.count=1")
+			cmd := exec.CommandContext(testbin.Context(t), bin, "-test.run=^TestExeHelper$", "-test.count=1")
 			cmd.Env = append(os.Environ(), "MPGO_TEST_EXE="+mode)
 			out, err := cmd.CombinedOutput()
 			require.NoError(t, err, "%s", out)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -79,5 +80,5 @@ func TestHandlesArrive(t *testing.T) {
 	_, err = srv.Read(nb)
 	require.NoError(t, err)
 	assert.Equal(t, "net", string(nb))
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 }

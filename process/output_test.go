@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/mpgo/multiprocessing/pipe"
-	"github.com/stretchr/testify/assert"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mpgo/multiprocessing/pipe"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/require"

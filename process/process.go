@@ -85,12 +85,11 @@ type Process struct {
 	pid      int
 	os       *osProc // nil before Start
 
-	done     chan struct{}
-	code     int
-	signal   syscall.Signal
-	message  string
-	stderr   *tailBuffer
-	startErr error
+	done    chan struct{}
+	code    int
+	signal  syscall.Signal
+	message string
+	stderr  *tailBuffer
 }
 
 var counter atomic.Int64

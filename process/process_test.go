@@ -98,16 +98,10 @@ var (
 	})
 )
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func run(t *testing.T, p *process.Process) error {
 	t.Helper()
 	require.NoError(t, p.Start())
-	return p.Join(ctxT(t))
+	return p.Join(testbin.Context(t))
 }
 
 func TestExitCodes(t *testing.T) {
@@ -190,7 +184,7 @@ func TestSignals(t *testing.T) {
 			p := startBlocked(t)
 			require.NoError(t, tc.send(p))
 			var ee *process.ExitError
-			require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+			require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
 			assert.Equal(t, tc.code, ee.Code)
 			assert.Equal(t, tc.signal, ee.Signal)
 			assert.Equal(t, tc.msg, ee.Message)
@@ -213,9 +207,9 @@ func TestJoinContext(t *testing.T) {
 	assert.False(t, exited)
 	require.NoError(t, p.Kill())
 	var ee *process.ExitError
-	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
 	// Join is idempotent.
-	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
 	assert.Equal(t, -9, ee.Code)
 	select {
 	case <-p.Done():
@@ -228,13 +222,13 @@ func TestLifecycleErrors(t *testing.T) {
 	p := process.New(noop, struct{}{})
 	assert.Equal(t, 0, p.Pid())
 	assert.False(t, p.IsAlive())
-	assert.ErrorIs(t, p.Join(ctxT(t)), process.ErrNotStarted)
+	assert.ErrorIs(t, p.Join(testbin.Context(t)), process.ErrNotStarted)
 	assert.ErrorIs(t, p.Terminate(), process.ErrNotStarted)
 	_, exited := p.ExitCode()
 	assert.False(t, exited)
 	require.NoError(t, p.Start())
 	assert.ErrorIs(t, p.Start(), process.ErrStarted)
-	require.NoError(t, p.Join(ctxT(t)))
+	require.NoError(t, p.Join(testbin.Context(t)))
 	assert.ErrorIs(t, p.Start(), process.ErrStarted)
 }
 
@@ -312,7 +306,7 @@ func TestShutdown(t *testing.T) {
 	n := process.New(noop, struct{}{})
 	require.NoError(t, n.Start())
 	assert.Contains(t, process.ActiveChildren(), d)
-	require.NoError(t, process.Shutdown(ctxT(t)))
+	require.NoError(t, process.Shutdown(testbin.Context(t)))
 	code, exited := d.ExitCode()
 	assert.True(t, exited)
 	assert.Equal(t, -15, code, "Shutdown terminates daemons")
@@ -328,7 +322,7 @@ func TestShutdown(t *testing.T) {
 	defer cancel()
 	assert.ErrorIs(t, process.Shutdown(ctx), context.DeadlineExceeded)
 	require.NoError(t, b.Kill())
-	require.Error(t, b.Join(ctxT(t)))
+	require.Error(t, b.Join(testbin.Context(t)))
 }
 
 // TestNoOrphans kills a child with SIGKILL and checks that the grandchild
@@ -348,7 +342,7 @@ func TestNoOrphans(t *testing.T) {
 
 	require.NoError(t, p.Kill())
 	var ee *process.ExitError
-	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
 	assert.Equal(t, -9, ee.Code)
 	// A pidfd turns readable when its process exits (even while a zombie).
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
@@ -369,7 +363,7 @@ func TestManyConcurrent(t *testing.T) {
 				errs <- err
 				return
 			}
-			errs <- ps[i].Join(ctxT(t))
+			errs <- ps[i].Join(testbin.Context(t))
 		})
 	}
 	wg.Wait()
@@ -400,7 +394,7 @@ func TestNoFDLeak(t *testing.T) {
 		require.Error(t, run(t, process.New(printer, 1, process.WithStdout(&out), process.WithStderr(&out))))
 		startBlocked(t).Kill()
 	}
-	require.NoError(t, process.Shutdown(ctxT(t)))
+	require.NoError(t, process.Shutdown(testbin.Context(t)))
 	assert.Equal(t, before, count())
 }
 
@@ -412,7 +406,7 @@ func TestNoInit(t *testing.T) {
 
 // A worker binary started by hand (the variable set, no bootstrap) says so.
 func TestStartedByHand(t *testing.T) {
-	cmd := exec.CommandContext(ctxT(t), "/proc/self/exe", "-test.run=^$")
+	cmd := exec.CommandContext(testbin.Context(t), "/proc/self/exe", "-test.run=^$")
 	cmd.Env = append(os.Environ(), process.EnvBootstrap+"=3")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -441,7 +435,7 @@ func TestJoinEndedCtxAfterExit(t *testing.T) {
 	p := process.New(fail, "done")
 	require.NoError(t, p.Start())
 	var ee *process.ExitError
-	require.ErrorAs(t, p.Join(ctxT(t)), &ee)
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for range 200 {
@@ -465,7 +459,7 @@ func TestSpawnerRetirementChurn(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if err := p.Join(ctxT(t)); err != nil {
+				if err := p.Join(testbin.Context(t)); err != nil {
 					t.Error(err)
 					return
 				}

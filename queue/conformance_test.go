@@ -45,8 +45,8 @@ func TestConformance2PutFull(t *testing.T) {
 	q, err := queue.New[int](2)
 	require.NoError(t, err)
 	defer q.Close()
-	require.NoError(t, q.Put(ctxT(t), 1))
-	require.NoError(t, q.Put(ctxT(t), 2))
+	require.NoError(t, q.Put(testbin.Context(t), 1))
+	require.NoError(t, q.Put(testbin.Context(t), 2))
 	t0 := time.Now()
 	assert.ErrorIs(t, q.TryPut(3), queue.ErrFull)
 	assert.Less(t, time.Since(t0), testbin.Slack)
@@ -72,7 +72,7 @@ var countUp = process.Register("queue.countup", func(ctx context.Context, a floo
 // 3. FIFO for a single producer, and everything a child producer put
 // arrives (test_fork).
 func TestConformance3ChildProducerFIFO(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -114,7 +114,7 @@ var taskWorker = process.Register("queue.taskworker", func(ctx context.Context, 
 // 4. TaskDone called too many times fails; Join returns only after every
 // item is done (4 workers, 10 items).
 func TestConformance4TaskDoneJoin(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.NewJoinable[int](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -151,7 +151,7 @@ func TestConformance4TaskDoneJoin(t *testing.T) {
 
 // 5. put and get on a closed queue fail; closing twice is fine.
 func TestConformance5Closed(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
 	j, err := queue.NewJoinable[int](1)
@@ -181,7 +181,7 @@ func TestConformance5Closed(t *testing.T) {
 // (Python only prints it from the feeder thread), the next Put arrives and
 // the size stays right.
 func TestConformance6Unencodable(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	for _, maxsize := range []int{0, 1} {
 		q, err := queue.New[any](maxsize)
 		require.NoError(t, err)

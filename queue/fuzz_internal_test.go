@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mpgo/multiprocessing/internal/qframe"
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,7 +40,7 @@ func TestGarbagePackets(t *testing.T) {
 	q, err := New[int](0)
 	require.NoError(t, err)
 	defer q.Close()
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	for _, p := range [][]byte{
 		{0xff, 1, 2},            // unknown kind
 		{qframe.KindMarker, 1},  // short marker

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/mpgo/multiprocessing/queue"
 	"github.com/stretchr/testify/assert"
@@ -89,7 +90,7 @@ var checker = process.Register("queue.checker", func(ctx context.Context, a kill
 // whole, correct items, none twice, and that at most the one item the
 // killed checker was holding is missing.
 func killConsumerRound(t *testing.T, n, size int, seed uint64) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	rng := rand.New(rand.NewPCG(seed, 99))
 	q, err := queue.New[kitem](0)
 	require.NoError(t, err)
@@ -224,7 +225,7 @@ func TestKillProducerMidItem(t *testing.T) {
 	const size = 4 << 20
 	for r := range killRounds(3) {
 		t.Run(fmt.Sprint(r), func(t *testing.T) {
-			ctx := ctxT(t)
+			ctx := testbin.Context(t)
 			rng := rand.New(rand.NewPCG(uint64(r), 5))
 			q, err := queue.New[kitem](0)
 			require.NoError(t, err)

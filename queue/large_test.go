@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/mpgo/multiprocessing/queue"
 	"github.com/stretchr/testify/assert"
@@ -65,7 +66,7 @@ var largeConsumer = process.Register("queue.largeconsumer", func(ctx context.Con
 // every item whole across processes, and each producer's items stay in
 // order in the pipe.
 func TestLargeManyToMany(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	const P, C, N = 3, 2, 20
 	q, err := queue.New[kitem](0)
 	require.NoError(t, err)
@@ -113,7 +114,7 @@ func TestLargeManyToMany(t *testing.T) {
 // reading its marker; the item is announced again and taken later, whole,
 // once.
 func TestLargeGetTinyDeadlines(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[kitem](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -160,7 +161,7 @@ var simpleProducer = process.Register("queue.simpleproducer", func(ctx context.C
 // Simple carries large items across processes; its Put returns when the item
 // is written, so the producer can exit at once.
 func TestSimpleLargeAcrossProcesses(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	s, err := queue.NewSimple[[]byte]()
 	require.NoError(t, err)
 	defer s.Close()
@@ -201,7 +202,7 @@ func TestSimplePutCancel(t *testing.T) {
 	// What was put comes out, in order, and nothing else (the cancelled
 	// large item left at most a torn remnant, which is skipped).
 	for i := range n {
-		b, err := s.Get(ctxT(t))
+		b, err := s.Get(testbin.Context(t))
 		require.NoError(t, err)
 		require.Equal(t, fmt.Sprint(i), string(b))
 	}

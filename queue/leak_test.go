@@ -46,7 +46,7 @@ var useAll = process.Register("queue.useall", func(ctx context.Context, a allArg
 // file system: every descriptor a queue opens is a pipe, an eventfd or a
 // memfd.
 func TestNoLeaks(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	// The process package keeps /dev/null open once it started a child.
 	warm := process.New(noop, struct{}{})
 	require.NoError(t, warm.Start())

@@ -16,7 +16,7 @@ func TestPutGetOrder(t *testing.T) {
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
 	defer q.Close()
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	for i := range 100 {
 		require.NoError(t, q.Put(ctx, i))
 	}
@@ -52,7 +52,7 @@ func TestBoundedFull(t *testing.T) {
 	assert.GreaterOrEqual(t, el, 90*time.Millisecond)
 	assert.Less(t, el, testbin.Slack)
 	assert.Equal(t, 3, q.Len(), "a put that timed out added nothing")
-	v, err := q.Get(ctxT(t))
+	v, err := q.Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, "a", v)
 	assert.False(t, q.Full())
@@ -63,15 +63,15 @@ func TestBoundedPutWakesOnGet(t *testing.T) {
 	q, err := queue.New[int](1)
 	require.NoError(t, err)
 	defer q.Close()
-	require.NoError(t, q.Put(ctxT(t), 1))
+	require.NoError(t, q.Put(testbin.Context(t), 1))
 	done := make(chan error, 1)
-	go func() { done <- q.Put(ctxT(t), 2) }()
+	go func() { done <- q.Put(testbin.Context(t), 2) }()
 	select {
 	case <-done:
 		t.Fatal("Put did not wait on a full queue")
 	case <-time.After(50 * time.Millisecond):
 	}
-	v, err := q.Get(ctxT(t))
+	v, err := q.Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, 1, v)
 	select {
@@ -80,7 +80,7 @@ func TestBoundedPutWakesOnGet(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Put was not woken by Get")
 	}
-	v, err = q.Get(ctxT(t))
+	v, err = q.Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, 2, v)
 }
@@ -105,8 +105,8 @@ func TestGetDeadline(t *testing.T) {
 	_, err = q.Get(ctx)
 	assert.ErrorIs(t, err, context.Canceled)
 	// And the queue is unchanged.
-	require.NoError(t, q.Put(ctxT(t), 7))
-	v, err := q.Get(ctxT(t))
+	require.NoError(t, q.Put(testbin.Context(t), 7))
+	v, err := q.Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, 7, v)
 }
@@ -114,17 +114,17 @@ func TestGetDeadline(t *testing.T) {
 func TestClosed(t *testing.T) {
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
-	require.NoError(t, q.Put(ctxT(t), 1))
+	require.NoError(t, q.Put(testbin.Context(t), 1))
 	require.NoError(t, q.Close())
 	require.NoError(t, q.Close(), "a second Close is a no-op")
-	assert.ErrorIs(t, q.Put(ctxT(t), 1), queue.ErrClosed)
+	assert.ErrorIs(t, q.Put(testbin.Context(t), 1), queue.ErrClosed)
 	assert.ErrorIs(t, q.TryPut(1), queue.ErrClosed)
-	_, err = q.Get(ctxT(t))
+	_, err = q.Get(testbin.Context(t))
 	assert.ErrorIs(t, err, queue.ErrClosed)
 	_, err = q.TryGet()
 	assert.ErrorIs(t, err, queue.ErrClosed)
 	assert.Equal(t, 0, q.Len())
-	assert.ErrorIs(t, q.Flush(ctxT(t)), queue.ErrClosed)
+	assert.ErrorIs(t, q.Flush(testbin.Context(t)), queue.ErrClosed)
 }
 
 func TestCloseWakesGet(t *testing.T) {
@@ -132,7 +132,7 @@ func TestCloseWakesGet(t *testing.T) {
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() {
-		_, err := q.Get(ctxT(t))
+		_, err := q.Get(testbin.Context(t))
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -150,20 +150,20 @@ func TestJoinableLocal(t *testing.T) {
 	require.NoError(t, err)
 	defer q.Close()
 	assert.ErrorIs(t, q.TaskDone(), queue.ErrTaskDone)
-	require.NoError(t, q.Join(ctxT(t)), "nothing put: Join returns at once")
+	require.NoError(t, q.Join(testbin.Context(t)), "nothing put: Join returns at once")
 	for i := range 3 {
-		require.NoError(t, q.Put(ctxT(t), i))
+		require.NoError(t, q.Put(testbin.Context(t), i))
 	}
 	assert.ErrorIs(t, q.TaskDone(), queue.ErrTaskDone, "put but not taken is no task to mark done")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	assert.ErrorIs(t, q.Join(ctx), context.DeadlineExceeded)
 	cancel()
-	_, err = q.Get(ctxT(t))
+	_, err = q.Get(testbin.Context(t))
 	require.NoError(t, err)
 	require.NoError(t, q.TaskDone())
 	assert.ErrorIs(t, q.TaskDone(), queue.ErrTaskDone, "one taken, one done")
 	for range 2 {
-		_, err := q.Get(ctxT(t))
+		_, err := q.Get(testbin.Context(t))
 		require.NoError(t, err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -172,7 +172,7 @@ func TestJoinableLocal(t *testing.T) {
 	for range 2 {
 		require.NoError(t, q.TaskDone())
 	}
-	require.NoError(t, q.Join(ctxT(t)))
+	require.NoError(t, q.Join(testbin.Context(t)))
 	assert.ErrorIs(t, q.TaskDone(), queue.ErrTaskDone)
 }
 
@@ -180,16 +180,16 @@ func TestSimpleLocal(t *testing.T) {
 	q, err := queue.NewSimple[string]()
 	require.NoError(t, err)
 	assert.True(t, q.Empty())
-	require.NoError(t, q.Put(ctxT(t), "x"))
+	require.NoError(t, q.Put(testbin.Context(t), "x"))
 	assert.False(t, q.Empty())
-	v, err := q.Get(ctxT(t))
+	v, err := q.Get(testbin.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, "x", v)
 	assert.True(t, q.Empty())
 	require.NoError(t, q.Close())
 	require.NoError(t, q.Close())
-	assert.ErrorIs(t, q.Put(ctxT(t), "y"), queue.ErrClosed)
-	_, err = q.Get(ctxT(t))
+	assert.ErrorIs(t, q.Put(testbin.Context(t), "y"), queue.ErrClosed)
+	_, err = q.Get(testbin.Context(t))
 	assert.ErrorIs(t, err, queue.ErrClosed)
 }
 
@@ -210,7 +210,7 @@ func TestLargeLocal(t *testing.T) {
 		}
 	}()
 	for i, n := range sizes {
-		v, err := q.Get(ctxT(t))
+		v, err := q.Get(testbin.Context(t))
 		require.NoError(t, err)
 		require.Len(t, v, n)
 		for j := range v {
@@ -219,7 +219,7 @@ func TestLargeLocal(t *testing.T) {
 			}
 		}
 	}
-	require.NoError(t, q.Flush(ctxT(t)))
+	require.NoError(t, q.Flush(testbin.Context(t)))
 }
 
 // Flush waits for buffered items to reach the pipe; with nobody reading it
@@ -229,7 +229,7 @@ func TestFlush(t *testing.T) {
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
 	defer q.Close()
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	require.NoError(t, q.Flush(ctx), "nothing buffered")
 	const n = 1000 // more than the pipe holds
 	for i := range n {

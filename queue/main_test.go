@@ -1,12 +1,10 @@
 package queue_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
@@ -15,13 +13,6 @@ import (
 func TestMain(m *testing.M) {
 	process.Init()
 	testbin.VerifyTestMain(m) // goleak, and no child process left running
-}
-
-// ctxT bounds a test.
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func fdList() string {

@@ -3,8 +3,8 @@ package queue
 import (
 	"context"
 	"testing"
-	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -66,19 +66,13 @@ func fmt3(own, inherited bool) string {
 	return s
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // TestOFDLocksAcrossProcesses checks the property the queue's robustness
 // rests on: a lock taken through a description a process opened itself
 // (re-opening /proc/self/fd/N) excludes other processes and is released by
 // the kernel when its holder dies; the description inherited with the
 // descriptor is shared, so locking through it would exclude nobody.
 func TestOFDLocksAcrossProcesses(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := New[int](0)
 	require.NoError(t, err)
 	defer q.Close()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/mpgo/multiprocessing/queue"
 	"github.com/stretchr/testify/assert"
@@ -72,7 +73,7 @@ var viaInterface = process.Register("queue.viainterface", func(ctx context.Conte
 })
 
 func TestPassTopLevelAndField(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[string](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -103,7 +104,7 @@ func TestPassTopLevelAndField(t *testing.T) {
 }
 
 func TestPassInterfaceField(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[string](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -175,7 +176,7 @@ var consumer = process.Register("queue.consumer", func(ctx context.Context, a co
 // consumer.
 func TestManyToMany(t *testing.T) {
 	const P, C, N = 4, 4, 10000
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[int64](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -244,7 +245,7 @@ var flood = process.Register("queue.flood", func(ctx context.Context, a floodArg
 })
 
 func TestWorkerFlushesAtExit(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
 	defer q.Close()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/mpgo/multiprocessing/queue"
 	"github.com/stretchr/testify/assert"
@@ -34,7 +35,7 @@ var holder = process.Register("queue.holder", func(ctx context.Context, a holdAr
 // A consumer killed holding a task does not hang Join (Python's would wait
 // forever): Join returns once the death is noticed, with ErrTaskLost.
 func TestJoinSurvivesDeadConsumer(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.NewJoinable[int](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -86,7 +87,7 @@ var floodAndWait = process.Register("queue.floodwait", func(ctx context.Context,
 // but never written: once a Put waits for room, the dead process's counts
 // are recovered. (Python's semaphore would keep them forever.)
 func TestBoundedSurvivesDeadProducer(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	const max = 600 // more than a pipe holds
 	q, err := queue.New[int](max)
 	require.NoError(t, err)
@@ -138,7 +139,7 @@ var bigPut = process.Register("queue.bigput", func(ctx context.Context, a bigArg
 
 // A 64 MiB item passes intact from a child.
 func TestHugeItem(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	const size = 64 << 20
 	q, err := queue.New[[]byte](0)
 	require.NoError(t, err)
@@ -168,7 +169,7 @@ var putMixed = process.Register("queue.putmixed", func(ctx context.Context, a mi
 // An item that does not decode into T is an error at Get, and the queue
 // stays usable: the next item arrives, and the counts are right.
 func TestDecodeErrorAcrossProcesses(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
 	defer q.Close()
@@ -188,7 +189,7 @@ func TestDecodeErrorAcrossProcesses(t *testing.T) {
 // A worker that cannot flush (nobody reads) reports the loss on stderr and
 // exits; Close in the main process returns ErrNotFlushed.
 func TestUnflushableIsReported(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := testbin.Context(t)
 	q, err := queue.New[int](0, queue.WithFlushTimeout(200*time.Millisecond))
 	require.NoError(t, err)
 	var stderr bytes.Buffer

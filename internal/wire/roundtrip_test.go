@@ -163,7 +163,7 @@ func normalize(v any) any {
 func TestRoundTripBoundaries(t *testing.T) {
 	vals := []any{
 		uint64(math.MaxUint64), int64(math.MinInt64), int64(math.MaxInt64), -1, -32, -33, 127, 128, 255, 256,
-		65535, 65536, math.MaxUint32, math.MaxUint32 + 1, float32(math.MaxFloat32), float32(-0.0),
+		65535, 65536, math.MaxUint32, math.MaxUint32 + 1, float32(math.MaxFloat32), float32(math.Copysign(0, -1)),
 		math.Inf(1), math.SmallestNonzeroFloat64, float32(1.5),
 		time.Unix(0, 0), time.Unix(1<<34-1, 0), time.Unix(1<<34, 1), time.Unix(-1, 5), time.Date(9999, 1, 1, 0, 0, 0, 999999999, time.UTC),
 		map[string]any{}, []any{}, "", []byte{},
