@@ -35,27 +35,28 @@ type row struct {
 	scale  float64
 	higher bool // higher is better
 	what   string
+	limit  string // the c_limits.c result that bounds this row ("" if none)
 }
 
 var rows = []row{
-	{"process_start_join", "./process", "StartJoin", "ns/op", "ms", 1e-6, false, "process start+join, no-op function"},
-	{"", "./process", "ExecSelf", "ns/op", "ms", 1e-6, false, "floor: bare exec.Command re-exec of the same binary"},
-	{"pipe_pingpong_small", "./pipe", "PingPongSmall", "us/roundtrip", "µs", 1, false, "Send/Recv round trip of a small value"},
-	{"pipe_pingpong_bytes", "./pipe", "PingPongBytes", "us/roundtrip", "µs", 1, false, "8-byte SendBytes/RecvBytes round trip"},
-	{"pipe_throughput", "./pipe", "Throughput", "MB/s", "MB/s", 1, true, "1 MiB messages over Pipe (socketpair)"},
-	{"pipe_throughput_simplex", "./pipe", "ThroughputSimplex", "MB/s", "MB/s", 1, true, "1 MiB messages over Simplex (OS pipe)"},
-	{"lock_uncontended", "./lock", "LockUncontended", "pairs/s", "pairs/s", 1, true, "Lock Acquire+Release, uncontended"},
-	{"lock_contended", "./lock", "LockContended", "ops/s", "ops/s", 1, true, "Lock, 2 processes: lock, counter++, unlock"},
-	{"queue_throughput_1to1", "./queue", "Throughput1to1", "items/s", "items/s", 1, true, "Queue, 1 producer → 1 consumer, small items"},
-	{"queue_throughput_4to4", "./queue", "Throughput4to4", "items/s", "items/s", 1, true, "Queue, 4 producers → 4 consumers"},
-	{"joinable_queue_throughput_1to1", "./queue", "Joinable1to1", "items/s", "items/s", 1, true, "Joinable, 1 → 1, TaskDone per item"},
-	{"queue_latency", "./queue", "PingPong", "us/roundtrip", "µs", 1, false, "Put→Get ping-pong through two queues"},
-	{"manager_dict_ops", "./manager", "DictSetGet", "ops/s", "ops/s", 1, true, "manager Dict Set+Get from a child process"},
-	{"", "./manager", "DictParallel", "ops/s", "ops/s", 1, true, "manager Dict, many goroutines on one connection"},
-	{"", "./manager", "Start", "ns/op", "ms", 1e-6, false, "manager Start to usable"},
-	{"pool_map_trivial", "./pool", "MapTrivial", "tasks/s", "tasks/s", 1, true, "pool Map of a trivial task, 200k ints, 2 workers"},
-	{"pool_apply_async_trivial", "./pool", "ApplyAsync", "tasks/s", "tasks/s", 1, true, "pool ApplyAsync ×20k, then Get all"},
-	{"pool_startup", "./pool", "Startup", "ns/op", "ms", 1e-6, false, "pool New(2 workers) + Close + Join"},
+	{"process_start_join", "./process", "StartJoin", "ns/op", "ms", 1e-6, false, "process start+join, no-op function", "posix_spawn_static_wait"},
+	{"", "./process", "ExecSelf", "ns/op", "ms", 1e-6, false, "floor: bare exec.Command re-exec of the same binary", ""},
+	{"pipe_pingpong_small", "./pipe", "PingPongSmall", "us/roundtrip", "µs", 1, false, "Send/Recv round trip of a small value", "socketpair_pingpong_8B"},
+	{"pipe_pingpong_bytes", "./pipe", "PingPongBytes", "us/roundtrip", "µs", 1, false, "8-byte SendBytes/RecvBytes round trip", "socketpair_pingpong_8B"},
+	{"pipe_throughput", "./pipe", "Throughput", "MB/s", "MB/s", 1, true, "1 MiB messages over Pipe (socketpair)", "socketpair_throughput_1MiB"},
+	{"pipe_throughput_simplex", "./pipe", "ThroughputSimplex", "MB/s", "MB/s", 1, true, "1 MiB messages over Simplex (OS pipe)", "pipe_throughput_1MiB"},
+	{"lock_uncontended", "./lock", "LockUncontended", "pairs/s", "pairs/s", 1, true, "Lock Acquire+Release, uncontended", "mutex_pshared_uncontended"},
+	{"lock_contended", "./lock", "LockContended", "ops/s", "ops/s", 1, true, "Lock, 2 processes: lock, counter++, unlock", "mutex_pshared_contended"},
+	{"queue_throughput_1to1", "./queue", "Throughput1to1", "items/s", "items/s", 1, true, "Queue, 1 producer → 1 consumer, small items", ""},
+	{"queue_throughput_4to4", "./queue", "Throughput4to4", "items/s", "items/s", 1, true, "Queue, 4 producers → 4 consumers", ""},
+	{"joinable_queue_throughput_1to1", "./queue", "Joinable1to1", "items/s", "items/s", 1, true, "Joinable, 1 → 1, TaskDone per item", ""},
+	{"queue_latency", "./queue", "PingPong", "us/roundtrip", "µs", 1, false, "Put→Get ping-pong through two queues", "pipe_pingpong_8B"},
+	{"manager_dict_ops", "./manager", "DictSetGet", "ops/s", "ops/s", 1, true, "manager Dict Set+Get from a child process", ""},
+	{"", "./manager", "DictParallel", "ops/s", "ops/s", 1, true, "manager Dict, many goroutines on one connection", ""},
+	{"", "./manager", "Start", "ns/op", "ms", 1e-6, false, "manager Start to usable", ""},
+	{"pool_map_trivial", "./pool", "MapTrivial", "tasks/s", "tasks/s", 1, true, "pool Map of a trivial task, 200k ints, 2 workers", ""},
+	{"pool_apply_async_trivial", "./pool", "ApplyAsync", "tasks/s", "tasks/s", 1, true, "pool ApplyAsync ×20k, then Get all", ""},
+	{"pool_startup", "./pool", "Startup", "ns/op", "ms", 1e-6, false, "pool New(2 workers) + Close + Join", ""},
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 			selected = append(selected, r)
 		}
 	}
+	limits := runCLimits(root)
 	goRes := runGo(root, selected, *benchtime)
 	pyRes := map[string]float64{}
 	if !*skipPython {
@@ -79,8 +81,8 @@ func main() {
 	}
 
 	fmt.Printf("\n%s, %d CPUs, %s\n\n", runtime.Version(), runtime.NumCPU(), cpuModel())
-	fmt.Println("| workload | Go | Python spawn | Python fork | Go vs Python |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| workload | Go | Python spawn | Python fork | Go vs Python | C limit | Go / limit |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, r := range selected {
 		g, ok := goRes[r.pkg+"."+r.bench+"."+r.metric]
 		gs := "–"
@@ -103,9 +105,24 @@ func main() {
 				ratio = fmt.Sprintf("%.1f×", x)
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s |\n", r.what, gs, opt(ps, r.unit), opt(pf, r.unit), ratio)
+		lim, vsLim := "–", "–"
+		if l, ok := limits[r.limit]; ok {
+			l.value *= unitScale(l.unit, r.unit)
+			lim = format(l.value) + " " + r.unit
+			if g > 0 {
+				x := g / l.value
+				if !r.higher {
+					x = l.value / g
+				}
+				vsLim = fmt.Sprintf("%.2f", x)
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", r.what, gs, opt(ps, r.unit), opt(pf, r.unit), ratio, lim, vsLim)
 	}
 	fmt.Println("\nGo vs Python: how many times better Go is than Python's better start method (>1: Go wins).")
+	fmt.Println("C limit: the same mechanism driven by a C program (bench/c/c_limits.c) in this run; Go / limit: the")
+	fmt.Println("fraction of it Go reaches (1 = at the limit; above 1 where Go does less work than the C loop, e.g.")
+	fmt.Println("a Conn that reads a whole message in one call).")
 }
 
 func opt(v float64, unit string) string {
@@ -146,8 +163,12 @@ func runGo(root string, rs []row, benchtime string) map[string]float64 {
 			continue
 		}
 		re := "^Benchmark(" + strings.Join(byPkg[pkg], "|") + ")$"
-		cmd := exec.Command("go", "test", "-run", "^$", "-bench", re, "-benchtime", benchtime, "-count", "1", pkg)
-		cmd.Dir = root
+		dir, target := root, pkg
+		if _, err := os.Stat(filepath.Join(root, pkg, "go.mod")); err == nil {
+			dir, target = filepath.Join(root, pkg), "." // a nested module (cluster)
+		}
+		cmd := exec.Command("go", "test", "-run", "^$", "-bench", re, "-benchtime", benchtime, "-count", "1", target)
+		cmd.Dir = dir
 		cmd.Stderr = os.Stderr
 		log.Printf("go test -bench %s %s", re, pkg)
 		b, err := cmd.Output()
@@ -172,6 +193,61 @@ func runGo(root string, rs []row, benchtime string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A cLimit is one result of c_limits.c.
+type cLimit struct {
+	value float64
+	unit  string
+}
+
+// runCLimits builds bench/c/c_limits.c (gcc -O2 -static) and runs it once,
+// so that every row is compared with the limit of its mechanism measured in
+// the same run. Without gcc the column stays empty.
+func runCLimits(root string) map[string]cLimit {
+	out := map[string]cLimit{}
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		log.Print("gcc not found: no C limit column")
+		return out
+	}
+	dir, err := os.MkdirTemp("", "c_limits")
+	if err != nil {
+		log.Print(err)
+		return out
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "c_limits")
+	src := filepath.Join(root, "bench", "c", "c_limits.c")
+	if b, err := exec.Command(gcc, "-O2", "-static", "-o", bin, src, "-lpthread").CombinedOutput(); err != nil {
+		log.Printf("gcc %s: %v\n%s", src, err, b)
+		return out
+	}
+	log.Print("bench/c/c_limits (about 15 s)")
+	cmd := exec.Command(bin)
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
+		log.Printf("c_limits: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) == 3 {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				out[f[0]] = cLimit{v, f[2]}
+			}
+		}
+	}
+	return out
+}
+
+// unitScale converts a c_limits.c unit into a table row's unit.
+func unitScale(from, to string) float64 {
+	if from == "us" && to == "ms" {
+		return 1e-3
+	}
+	return 1
 }
 
 // runPython runs python_bench.py for the selected workloads.
