@@ -1,7 +1,9 @@
 package queue_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"testing"
@@ -91,4 +93,21 @@ func TestShutdownReportsUnwrittenItems(t *testing.T) {
 	assert.Less(t, lost, N)
 	t.Log(err)
 	assert.False(t, errors.Is(q.Close(), queue.ErrNotFlushed), "reported once")
+}
+
+var failWith = process.Register("queue.failwith", func(ctx context.Context, _ struct{}) error {
+	return fmt.Errorf("consumer: %w", queue.ErrTaskLost)
+})
+
+// A worker's error keeps its queue sentinel across the process boundary.
+func TestWorkerErrorKeepsSentinel(t *testing.T) {
+	ctx := testbin.Context(t)
+	p := process.New(failWith, struct{}{})
+	require.NoError(t, p.Start())
+	err := p.Join(ctx)
+	var ee *process.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.ErrorIs(t, err, queue.ErrTaskLost)
+	assert.NotErrorIs(t, err, queue.ErrNotFlushed)
+	assert.Equal(t, "consumer: queue: tasks lost with a process that died", ee.Message)
 }
