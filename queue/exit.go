@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mpgo/multiprocessing/internal/exithook"
@@ -18,7 +19,7 @@ import (
 var pending struct {
 	mu    sync.Mutex
 	cores map[*core]struct{}
-	armed bool // flushAtExit is registered: exithook runs a hook once
+	armed atomic.Bool // flushAtExit is registered: exithook runs a hook once
 }
 
 func registerPending(c *core) {
@@ -27,8 +28,19 @@ func registerPending(c *core) {
 		pending.cores = map[*core]struct{}{}
 	}
 	pending.cores[c] = struct{}{}
-	if !pending.armed {
-		pending.armed = true
+	pending.mu.Unlock()
+}
+
+// armExitHook registers flushAtExit unless it is registered already: every
+// time a flusher starts, since the exit work (process.Shutdown) may have run
+// before and this queue buffers again.
+func armExitHook() {
+	if pending.armed.Load() {
+		return
+	}
+	pending.mu.Lock()
+	if !pending.armed.Load() {
+		pending.armed.Store(true)
 		exithook.Register(flushAtExit)
 	}
 	pending.mu.Unlock()
@@ -47,7 +59,7 @@ func unregisterPending(c *core) {
 // Join returns it.
 func flushAtExit() error {
 	pending.mu.Lock()
-	pending.armed = false
+	pending.armed.Store(false)
 	cores := make([]*core, 0, len(pending.cores))
 	for c := range pending.cores {
 		cores = append(cores, c)

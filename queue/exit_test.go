@@ -92,6 +92,16 @@ func TestShutdownReportsUnwrittenItems(t *testing.T) {
 	assert.Greater(t, lost, 0)
 	assert.Less(t, lost, N)
 	t.Log(err)
+	assert.Equal(t, N-lost, q.Len(), "the dropped items left the count")
+
+	// The queue buffers again (the pipe is still full): a second Shutdown
+	// reports those items, and only those.
+	for i := range 100 {
+		require.NoError(t, q.Put(ctx, N+i))
+	}
+	err = process.Shutdown(ctx)
+	require.ErrorIs(t, err, queue.ErrNotFlushed)
+	assert.Contains(t, err.Error(), "100 items put by")
 	assert.False(t, errors.Is(q.Close(), queue.ErrNotFlushed), "reported once")
 }
 

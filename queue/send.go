@@ -238,9 +238,12 @@ func (c *core) startFlusherLocked() {
 		return
 	}
 	c.flushing = true
-	if c.kind != kindSimple && !c.registry {
-		c.registry = true
-		registerPending(c)
+	if c.kind != kindSimple {
+		if !c.registry {
+			c.registry = true
+			registerPending(c)
+		}
+		armExitHook()
 	}
 	go c.flusher()
 }
