@@ -55,7 +55,7 @@
 // progress (Python's worker waits for its queue's feeder thread, without a
 // limit). Items it cannot flush (no process read the queue for the flush
 // timeout, 10 s by default) fail the worker: its parent's [process.Process.Join]
-// returns an *[process.ExitError] with exit code 1 that counts them and
+// returns an [*process.ExitError] with exit code 1 that counts them and
 // matches [ErrNotFlushed] (errors.Is). A main process does the same in
 // [process.Shutdown], which returns that error; one that returns from main
 // without calling it must Close (or Flush) its queues first, or its
