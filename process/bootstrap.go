@@ -20,7 +20,8 @@ import (
 //
 //	parent -> child: bootstrap (once)
 //	child -> parent: report{Kind: "started"} once the function is about to
-//	                 run, then report{Kind: "error"} if it failed.
+//	                 run, then report{Kind: "error"} if it failed, and
+//	                 another if its exit work (exithook) failed.
 //
 // The parent keeps its end open while the child runs: the child sees end of
 // file on it when the parent is gone (the lifeline behind Pdeathsig).
@@ -58,8 +59,9 @@ type bootstrap struct {
 }
 
 type report struct {
-	Kind    string // "started" or "error"
-	Message string
+	Kind    string   // "started" or "error"
+	Message string   // for "error"; a second "error" (exit work failed) adds a line
+	Codes   []string // the sentinel errors Message matches (exithook.Codes)
 }
 
 // encodeMsg frames v: a 4-byte big-endian length and the msgpack body.

@@ -25,7 +25,9 @@ import (
 //
 // A child exits with 0 when the function returns nil, with 1 when it returns
 // an error or panics (the text and the stack reach the parent's
-// *ExitError), and with whatever code the function passes to os.Exit.
+// *ExitError) or when its exit work fails (a queue that could not write
+// the items it buffered), and with whatever code the function passes to
+// os.Exit.
 func Init() {
 	v, ok := os.LookupEnv(EnvBootstrap)
 	if !ok {
@@ -107,9 +109,14 @@ func runChild(fd int) int {
 	// minute joining children) or end the process (a panicking hook, a
 	// Terminate from an impatient parent), and the text must not be lost.
 	if err != nil {
-		writeMsg(fd, report{Kind: "error", Message: clipMessage(err.Error(), maxReportMessage)})
+		writeMsg(fd, report{Kind: "error", Message: clipMessage(err.Error(), maxReportMessage), Codes: exithook.Codes(err)})
 	}
-	exithook.Run()
+	// Exit work that fails (items a queue could not write) fails the
+	// worker: lost data is never an exit code 0.
+	if herr := exithook.Run(); herr != nil {
+		writeMsg(fd, report{Kind: "error", Message: clipMessage(herr.Error(), maxReportMessage), Codes: exithook.Codes(herr)})
+		err = herr
+	}
 	// Join the children this worker started, as Python does at exit.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	Shutdown(sctx)

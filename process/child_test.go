@@ -41,7 +41,7 @@ func TestGoexitInFunction(t *testing.T) {
 }
 
 var hookPanics = process.Register("test.hookPanics", func(ctx context.Context, _ struct{}) error {
-	exithook.Register(func() { panic("exit hook failed") })
+	exithook.Register(func() error { panic("exit hook failed") })
 	return errors.New("the function's own error")
 })
 
@@ -82,7 +82,7 @@ func TestGoroutinesLeftRunning(t *testing.T) {
 // Shutdown in a main process runs the exit work (queue flushes) once.
 func TestShutdownRunsExitHooks(t *testing.T) {
 	n := 0
-	exithook.Register(func() { n++ })
+	exithook.Register(func() error { n++; return nil })
 	require.NoError(t, process.Shutdown(testbin.Context(t)))
 	require.NoError(t, process.Shutdown(testbin.Context(t)))
 	assert.Equal(t, 1, n)

@@ -89,6 +89,7 @@ type Process struct {
 	code    int
 	signal  syscall.Signal
 	message string
+	codes   []string // sentinel errors the child's report matched (exithook)
 	stderr  *tailBuffer
 }
 
@@ -200,11 +201,12 @@ func (p *Process) start() (*osProc, error) {
 func (p *Process) wait() {
 	st := p.os.wait()
 	p.os.finish()
-	msg, started := p.os.reports()
+	msg, codes, started := p.os.reports()
 	p.mu.Lock()
 	p.code = st.code
 	p.signal = st.signal
 	p.message = msg
+	p.codes = codes
 	if !started && st.code == 0 && st.signal == 0 {
 		p.code = 1
 		p.message = "the child exited before running its function: call process.Init() as the first statement of main (and of TestMain)"
@@ -257,7 +259,8 @@ func (p *Process) exitError() error {
 	if p.code == 0 {
 		return nil
 	}
-	e := &ExitError{Name: p.opts.name, Pid: p.pid, Code: p.code, Signal: p.signal, Message: p.message}
+	e := &ExitError{Name: p.opts.name, Pid: p.pid, Code: p.code, Signal: p.signal, Message: p.message,
+		sentinels: exithook.Sentinels(p.codes)}
 	if p.stderr != nil {
 		e.Stderr = p.stderr.Bytes()
 	}
@@ -326,7 +329,16 @@ type ExitError struct {
 	Signal  syscall.Signal // 0 unless killed by a signal
 	Message string         // the function's error text, or the panic value and stack
 	Stderr  []byte         // tail of the child's stderr when captured with WithStderr
+
+	// The sentinel errors (such as queue.ErrNotFlushed) that the child's
+	// error matched: the child sends their codes with its text.
+	sentinels []error
 }
+
+// Unwrap returns the sentinel errors the child's error matched, so that
+// errors.Is(err, queue.ErrNotFlushed) works on a child's failure as it
+// would in the child. Only sentinels their package registered travel.
+func (e *ExitError) Unwrap() []error { return e.sentinels }
 
 // ExitCode returns Code.
 func (e *ExitError) ExitCode() int { return e.Code }
@@ -414,11 +426,12 @@ func ActiveChildren() []*Process {
 // Shutdown is the at-exit step Python runs implicitly: it first runs this
 // process's exit work (queues flush what they buffered, as Python's queue
 // finalizers do), then terminates the daemon children and waits for every
-// child to exit. It returns ctx's error if ctx ends first. A worker process
-// runs it when its function returns; a main process calls it before it
-// exits.
+// child to exit. It returns ctx's error if ctx ends first, and the exit
+// work's errors (items a queue could not write match queue.ErrNotFlushed).
+// A worker process runs it when its function returns; a main process calls
+// it before it exits.
 func Shutdown(ctx context.Context) error {
-	exithook.Run()
+	hookErr := exithook.Run()
 	kids := ActiveChildren()
 	for _, p := range kids {
 		if p.opts.daemon {
@@ -427,8 +440,11 @@ func Shutdown(ctx context.Context) error {
 	}
 	for _, p := range kids {
 		if err := waitDone(ctx, p.done); err != nil {
-			return fmt.Errorf("process: shutdown: %w", err)
+			return errors.Join(fmt.Errorf("process: shutdown: %w", err), hookErr)
 		}
+	}
+	if hookErr != nil {
+		return fmt.Errorf("process: shutdown: %w", hookErr)
 	}
 	return nil
 }

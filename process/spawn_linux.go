@@ -31,6 +31,7 @@ type osProc struct {
 	// What the child reported, valid once reported is closed.
 	reported chan struct{}
 	message  string
+	codes    []string
 	started  bool
 
 	mu   sync.Mutex
@@ -466,15 +467,19 @@ func (p *osProc) collectReports() {
 		case "started":
 			p.started = true
 		case "error":
-			p.message = rep.Message
+			if p.message != "" {
+				p.message += "\n"
+			}
+			p.message += rep.Message
+			p.codes = append(p.codes, rep.Codes...)
 		}
 	}
 }
 
 // reports returns what the child reported; finish must have returned.
-func (p *osProc) reports() (message string, started bool) {
+func (p *osProc) reports() (message string, codes []string, started bool) {
 	<-p.reported
-	return p.message, p.started
+	return p.message, p.codes, p.started
 }
 
 // copyUntilExit copies f into w until end of file. Once f's read deadline

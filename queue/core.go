@@ -69,14 +69,22 @@ type core struct {
 	lostSeen atomic.Int64
 
 	// Sending side (send.go), guarded by smu.
-	smu        sync.Mutex
-	outbox     []outEntry
-	arena      []byte       // where small buffered packets are packed
-	pendingOut atomic.Int64 // items buffered and not yet written (outbox and the flusher's batch)
-	flushing   bool         // a flusher goroutine owns the writes
-	written    atomic.Uint64
-	abandon    atomic.Bool
-	registry   bool // listed in pendingCores
+	smu          sync.Mutex
+	outbox       []outEntry
+	arena        []byte       // where small buffered packets are packed
+	pendingOut   atomic.Int64 // items buffered and not yet written (outbox and the flusher's batch)
+	pendingBytes atomic.Int64 // their encoded bytes
+	flushing     bool         // a flusher goroutine owns the writes
+	written      atomic.Uint64
+	abandon      atomic.Bool
+	registry     bool       // listed in pending (exit.go)
+	dropMu       sync.Mutex // serializes flushOrDrop
+	// Put waits for room in this process's backlog (see MaxUnwritten):
+	// room is closed by the flusher when the backlog is down to half;
+	// stallMark is the shared read count seen when a waiting Put found
+	// that no process reads (the backlog then grows, until a read).
+	room      atomic.Pointer[chan struct{}]
+	stallMark atomic.Int64
 
 	// Owned by whoever writes (the flusher, or Put while !flushing).
 	writer   uint64 // random: identifies this process's large items
@@ -144,6 +152,7 @@ func (c *core) initLocal() error {
 		return fmt.Errorf("queue: eventfd: %w", err)
 	}
 	c.closing = make(chan struct{})
+	c.stallMark.Store(-1)
 	c.rsem = make(chan struct{}, 1)
 	c.slotIdx = -1
 	c.writer = rand.Uint64() | 1
@@ -194,7 +203,7 @@ func (c *core) close() error {
 			wakeAll(c.seg.Uint32(offSpaceSeq))
 			wakeAll(c.seg.Uint32(offJoinSeq))
 		}
-		lost := c.flushOnClose()
+		lost := c.flushOrDrop()
 		c.gate.Lock()
 		if c.counted() {
 			c.releaseSlot()
@@ -208,25 +217,6 @@ func (c *core) close() error {
 		}
 	})
 	return c.closeErr
-}
-
-// flushOnClose waits for the buffered items to reach the pipe (and for a
-// large item to be taken) as long as readers make progress; after
-// flushTimeout without progress it gives up and returns how many items are
-// lost.
-func (c *core) flushOnClose() int {
-	if err := c.flush(context.Background(), c.opts.flushTimeout); err != nil {
-		c.abandon.Store(true)
-		c.smu.Lock()
-		for c.flushing {
-			c.smu.Unlock()
-			time.Sleep(time.Millisecond)
-			c.smu.Lock()
-		}
-		c.smu.Unlock()
-		return int(c.pendingOut.Load())
-	}
-	return 0
 }
 
 // flush waits until this process's buffered items are in the pipe and its

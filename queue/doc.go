@@ -41,16 +41,25 @@
 // except when the pipe is full (about 256 items waiting), when its encoding
 // exceeds 4 KiB (see below), or while earlier items of the same process are
 // still being written. Then a goroutine of the putting process writes it,
-// in order, as readers make room. [Queue.Flush]
-// waits for those items; [Queue.Close] waits too, as long as readers make
-// progress (see [WithFlushTimeout]), and returns an error matching
-// [ErrNotFlushed], with the count, for what it could not write.
+// in order, as readers make room. A process holds at most [MaxUnwritten]
+// items (and [MaxUnwrittenBytes] bytes) so per queue: beyond that Put waits
+// for readers to take some, as a bounded queue's Put does, unless no
+// process has read the queue for [PutStall] (then it buffers, as Python's
+// put, which never blocks). [Queue.Flush] waits for those items;
+// [Queue.Close] waits too, as long as readers make progress (see
+// [WithFlushTimeout]), and returns an error matching [ErrNotFlushed], with
+// the count, for what it could not write.
 //
 // A worker process (started by the process package) flushes every queue it
-// used when its function returns, before it exits; items it cannot flush are
-// reported on its stderr. A main process does the same in
-// [process.Shutdown]; one that returns from main without calling it must
-// Close (or Flush) its queues first, or its buffered items are lost.
+// used when its function returns, before it exits, as long as readers make
+// progress (Python's worker waits for its queue's feeder thread, without a
+// limit). Items it cannot flush (no process read the queue for the flush
+// timeout, 10 s by default) fail the worker: its parent's [process.Process.Join]
+// returns an [*process.ExitError] with exit code 1 that counts them and
+// matches [ErrNotFlushed] (errors.Is). A main process does the same in
+// [process.Shutdown], which returns that error; one that returns from main
+// without calling it must Close (or Flush) its queues first, or its
+// buffered items are lost.
 //
 // A [Simple] queue never buffers: its Put returns when the item is in the
 // pipe.
@@ -112,11 +121,15 @@
 //   - As a producer: the items it had put but not yet written (buffered
 //     because the pipe was full, or larger than 4 KiB and waiting for or
 //     being written), a partly written large item included, which readers
-//     discard. Items already in the pipe are unaffected.
+//     discard: at most [MaxUnwritten] items and [MaxUnwrittenBytes] bytes
+//     plus one item while readers take items. Items already in the pipe
+//     are unaffected.
 //
 // Counts are settled on the side that cannot wedge the queue: after a death
 // Len may count an item less than there is, and a bounded queue may take an
-// item more than maxsize; it never loses room.
+// item more than maxsize; it never loses room. The items a dead producer
+// never wrote leave Len as soon as a process notices the death (Len itself,
+// a Put waiting for room, a Join).
 //
 // # Caveats
 //

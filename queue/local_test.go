@@ -258,3 +258,57 @@ func TestPassClosed(t *testing.T) {
 	err = p.Start()
 	assert.ErrorIs(t, err, queue.ErrClosed)
 }
+
+// A producer holds at most MaxUnwritten items it could not write: TryPut
+// says ErrFull beyond that while readers may come, and Put waits. When no
+// process reads for PutStall, Put buffers instead of waiting (Python's put
+// never blocks; a process that reads its own queue later is not
+// deadlocked), until a reader takes an item.
+func TestProducerBacklogIsBounded(t *testing.T) {
+	ctx := testbin.Context(t)
+	q, err := queue.New[int](0)
+	require.NoError(t, err)
+	defer q.Close()
+	n := 0
+	for ; n < 10000; n++ {
+		if err = q.TryPut(n); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, queue.ErrFull)
+	assert.Greater(t, n, queue.MaxUnwritten, "the pipe holds items too")
+	t.Logf("%d items accepted: %v", n, err)
+
+	t0 := time.Now()
+	require.NoError(t, q.Put(ctx, n), "no process reads: Put buffers after the stall")
+	d := time.Since(t0)
+	assert.GreaterOrEqual(t, d, queue.PutStall)
+	assert.Less(t, d, queue.PutStall+testbin.Slack)
+	n++
+	require.NoError(t, q.TryPut(n), "still nobody reads: no wait")
+	n++
+
+	v, err := q.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, v)
+	assert.ErrorIs(t, q.TryPut(n), queue.ErrFull, "a reader came: the bound is back")
+
+	// A Put that waits for room ends with its ctx, and nothing is added.
+	pctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	go func() {
+		for range 3 { // keep "readers alive" while the Put waits
+			time.Sleep(20 * time.Millisecond)
+			q.TryGet()
+		}
+	}()
+	before := q.Len()
+	assert.ErrorIs(t, q.Put(pctx, -1), context.DeadlineExceeded)
+	time.Sleep(100 * time.Millisecond)
+	assert.LessOrEqual(t, q.Len(), before)
+	for q.Len() > 0 {
+		v, err := q.Get(ctx)
+		require.NoError(t, err)
+		require.NotEqual(t, -1, v)
+	}
+}

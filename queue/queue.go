@@ -64,7 +64,10 @@ func decodeInto[T any](v *T) func([]byte) error {
 // encoding exceeds 4 KiB, or earlier items of this process are still being
 // written: then a goroutine of this process writes it, in order, as readers
 // make room. Len counts it from the start. Close and Flush wait for those
-// items; a worker process waits for them before it exits.
+// items; a worker process waits for them before it exits. While this
+// process holds MaxUnwritten such items (or MaxUnwrittenBytes), Put waits
+// for readers to take some, unless no process has read the queue for
+// PutStall.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
 	pkt, large, done, err := encode(v)
 	if err != nil {
@@ -76,7 +79,8 @@ func (q *Queue[T]) Put(ctx context.Context, v T) error {
 }
 
 // TryPut adds v without waiting: ErrFull when a bounded queue holds maxsize
-// items.
+// items, or when this process holds MaxUnwritten items it could not write
+// yet (and readers are at work: see MaxUnwritten).
 func (q *Queue[T]) TryPut(v T) error {
 	pkt, large, done, err := encode(v)
 	if err != nil {
@@ -111,8 +115,10 @@ func (q *Queue[T]) TryGet() (T, error) {
 
 // Len returns the number of items put and not yet taken, across processes
 // (Python's qsize). It is approximate while other processes put and get,
-// and it counts items still buffered by their writers. It is 0 once the
-// queue is closed in this process.
+// and it counts items still buffered by their writers; the items of a
+// writer that died before it wrote them leave the count when Len runs. It
+// may count one item less than there is after a death, never more. It is 0
+// once the queue is closed in this process.
 func (q *Queue[T]) Len() int {
 	if !q.c.enter() {
 		return 0

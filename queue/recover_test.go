@@ -1,9 +1,9 @@
 package queue_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
+	"strconv"
 	"testing"
 	"time"
 
@@ -186,25 +186,53 @@ func TestDecodeErrorAcrossProcesses(t *testing.T) {
 	assert.Equal(t, 0, q.Len())
 }
 
-// A worker that cannot flush (nobody reads) reports the loss on stderr and
-// exits; Close in the main process returns ErrNotFlushed.
-func TestUnflushableIsReported(t *testing.T) {
+// Close in a main process that cannot flush (nobody reads) returns
+// ErrNotFlushed with the count; the worker's case is in exit_test.go.
+func TestCloseReportsUnwrittenItems(t *testing.T) {
 	ctx := testbin.Context(t)
 	q, err := queue.New[int](0, queue.WithFlushTimeout(200*time.Millisecond))
 	require.NoError(t, err)
-	var stderr bytes.Buffer
-	p := process.New(flood, floodArg{Q: q, N: 1000}, process.WithStderr(&stderr))
-	require.NoError(t, p.Start())
-	require.NoError(t, p.Join(ctx))
-	assert.Contains(t, stderr.String(), "items it put never written", "the loss is reported")
-	// The main process: same, through Close.
-	q2, err := queue.New[int](0, queue.WithFlushTimeout(200*time.Millisecond))
-	require.NoError(t, err)
 	for i := range 1000 {
-		require.NoError(t, q2.Put(ctx, i))
+		require.NoError(t, q.Put(ctx, i))
 	}
-	err = q2.Close()
+	err = q.Close()
 	assert.ErrorIs(t, err, queue.ErrNotFlushed)
+	assert.Regexp(t, lostCount, err.Error())
 	t.Log(err)
-	require.NoError(t, q.Close())
+}
+
+// Len and Empty forget the items a producer died with before it wrote them:
+// after the survivors took what reached the pipe, the queue is empty, so
+// that `for !q.Empty() { q.Get(ctx) }` ends.
+func TestLenForgetsDeadProducersItems(t *testing.T) {
+	for _, maxsize := range []int{0, 1000} {
+		t.Run(strconv.Itoa(maxsize), func(t *testing.T) {
+			ctx := testbin.Context(t)
+			q, err := queue.New[int](maxsize)
+			require.NoError(t, err)
+			defer q.Close()
+			ready, err := queue.NewSimple[int]()
+			require.NoError(t, err)
+			defer ready.Close()
+			const N = 1000
+			p := process.New(floodAndWait, floodSignalArg{Q: q, N: N, Ready: ready})
+			require.NoError(t, p.Start())
+			_, err = ready.Get(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, N, q.Len())
+			require.NoError(t, p.Kill())
+			<-p.Done()
+			got := 0
+			for !q.Empty() {
+				gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := q.Get(gctx)
+				cancel()
+				require.NoError(t, err, "Empty is false with %d items counted, %d taken", q.Len(), got)
+				got++
+			}
+			assert.Less(t, got, N, "some items died buffered")
+			assert.Equal(t, 0, q.Len())
+			t.Logf("%d items were in the pipe, %d died buffered", got, N-got)
+		})
+	}
 }

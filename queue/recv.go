@@ -37,6 +37,7 @@ func (c *core) get(ctx context.Context, block bool, decode func([]byte) error) e
 		s.getPend.Add(1)
 		n, err := readPacket(c.mr, buf)
 		if err == nil {
+			c.noteRead()
 			var item []byte
 			switch buf[0] {
 			case qframe.KindItem:
@@ -142,6 +143,7 @@ func (c *core) readLarge(ctx context.Context, marker []byte) ([]byte, bool, erro
 	for {
 		n, err := readPacket(c.br, pkt)
 		if err == nil {
+			c.noteRead()
 			last = time.Now()
 			if out, ev := asm.Add(pkt[:n]); ev == qframe.Complete {
 				return out, true, nil
@@ -175,6 +177,7 @@ func (c *core) readLarge(ctx context.Context, marker []byte) ([]byte, bool, erro
 		// No writer at work on what we wait for. Look once more: the
 		// writer may have finished between the read and the lock check.
 		if n, err = readPacket(c.br, pkt); err == nil {
+			c.noteRead()
 			last = time.Now()
 			if out, ev := asm.Add(pkt[:n]); ev == qframe.Complete {
 				return out, true, nil
@@ -230,6 +233,14 @@ func (c *core) acquireR(ctx context.Context) error {
 func (c *core) releaseR() {
 	ofdUnlock(c.lockFD, lockR)
 	<-c.rsem
+}
+
+// noteRead counts a packet or chunk read: producers waiting for room in
+// their backlog tell from it that readers are alive (see waitRoom).
+func (c *core) noteRead() {
+	if c.counted() {
+		c.reads().Add(1)
+	}
 }
 
 // readable reports whether the main pipe has a packet (Simple's Empty).

@@ -82,6 +82,16 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 			return fmt.Errorf("queue: put: %w", err)
 		}
 	}
+	if c.kind != kindSimple {
+		if err := c.waitRoomLocked(ctx, block); err != nil {
+			c.smu.Unlock()
+			c.unreserve(s)
+			if err == ErrClosed || errors.Is(err, ErrFull) {
+				return err
+			}
+			return fmt.Errorf("queue: put: %w", err)
+		}
+	}
 	e := outEntry{pkt: pkt, large: large}
 	if !large {
 		if cap(c.arena)-len(c.arena) < len(pkt) {
@@ -96,6 +106,7 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 	}
 	c.outbox = append(c.outbox, e)
 	c.pendingOut.Add(1)
+	c.pendingBytes.Add(int64(len(e.pkt)))
 	c.startFlusherLocked()
 	c.smu.Unlock()
 	if e.sp == nil {
@@ -133,14 +144,106 @@ func wrapPut(err error) error {
 	return fmt.Errorf("queue: put: %w", err)
 }
 
+// MaxUnwritten and MaxUnwrittenBytes bound what a process holds of the
+// items it put to a Queue or Joinable and has not yet written to the pipe
+// (when the pipe is full, or while its items over 4 KiB wait their turn):
+// a Put waits while the process holds MaxUnwritten items or
+// MaxUnwrittenBytes bytes, until it holds half as much (TryPut returns an
+// error matching ErrFull instead). This is what a producer killed at any
+// instant can lose: at most MaxUnwritten items, and MaxUnwrittenBytes bytes
+// plus one item.
+//
+// The bound holds while readers take items. When no process has read the
+// queue for PutStall, Put buffers without waiting (as Python's put, which
+// never blocks), so that a process that reads its own queue later, or
+// whose readers start late, is not deadlocked; it waits again once a
+// reader takes something. Items it could not write by the time it exits
+// are reported (ErrNotFlushed), never lost in silence.
+const (
+	MaxUnwritten      = 64
+	MaxUnwrittenBytes = 256 << 10
+	PutStall          = 250 * time.Millisecond
+)
+
+func (c *core) backlogFull() bool {
+	return c.pendingOut.Load() >= MaxUnwritten || c.pendingBytes.Load() >= MaxUnwrittenBytes
+}
+
+// waitRoomLocked waits, smu held (released while asleep), until this
+// process's backlog is below its bound, or no process reads (see
+// MaxUnwritten). block false: ErrFull instead of waiting.
+func (c *core) waitRoomLocked(ctx context.Context, block bool) error {
+	reads := c.reads()
+	for c.flushing && c.backlogFull() {
+		if m := c.stallMark.Load(); m >= 0 && reads.Load() == m {
+			return nil // nobody has read since the stall was seen
+		}
+		if !block {
+			return fmt.Errorf("queue: %d items put by this process are waiting for room in the pipe: %w", c.pendingOut.Load(), ErrFull)
+		}
+		// The channel is installed before the last check: a flusher that
+		// makes room after the check closes it.
+		ch := c.room.Load()
+		if ch == nil {
+			nc := make(chan struct{})
+			if !c.room.CompareAndSwap(nil, &nc) {
+				continue
+			}
+			ch = &nc
+		}
+		if !c.backlogFull() {
+			return nil
+		}
+		mark := reads.Load()
+		c.smu.Unlock()
+		t := time.NewTimer(PutStall)
+		var err error
+		select {
+		case <-*ch:
+		case <-t.C:
+			if reads.Load() == mark {
+				c.stallMark.Store(mark)
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-c.closing:
+			err = ErrClosed
+		}
+		t.Stop()
+		c.smu.Lock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wakeRoom wakes the Puts waiting for room once the backlog is down to
+// half its bound (or empty): they do not wake for every item written.
+func (c *core) wakeRoom() {
+	p := c.room.Load()
+	if p == nil {
+		return
+	}
+	if c.pendingOut.Load() > MaxUnwritten/2 || c.pendingBytes.Load() > MaxUnwrittenBytes/2 {
+		return
+	}
+	if c.room.CompareAndSwap(p, nil) {
+		close(*p)
+	}
+}
+
 func (c *core) startFlusherLocked() {
 	if c.flushing {
 		return
 	}
 	c.flushing = true
-	if c.kind != kindSimple && !c.registry {
-		c.registry = true
-		registerPending(c)
+	if c.kind != kindSimple {
+		if !c.registry {
+			c.registry = true
+			registerPending(c)
+		}
+		armExitHook()
 	}
 	go c.flusher()
 }
@@ -194,11 +297,13 @@ func (c *core) flusher() {
 				c.unreserve(*s)
 			}
 			c.pendingOut.Add(-1)
+			c.pendingBytes.Add(-int64(len(e.pkt)))
 			c.written.Add(1)
 			if e.sp != nil {
 				e.sp.done <- err
 			}
 			*e = outEntry{}
+			c.wakeRoom()
 		}
 	}
 }
@@ -350,49 +455,44 @@ func (c *core) writeLarge(it *outEntry) error {
 		c.releaseW()
 		return err
 	}
-	for {
-		err := writePacket(c.mw, marker)
-		if err == nil {
-			break
-		}
-		if err != unix.EAGAIN {
-			return abort(err)
-		}
-		if c.abandon.Load() {
-			return abort(errAbandoned)
-		}
-		if it.canceledWhileWriting() {
-			return abort(errCanceled)
-		}
-		c.waitFor(c.mw, unix.POLLOUT)
+	if err := c.writeRetry(c.mw, marker, it, nil); err != nil {
+		return abort(err)
 	}
 	var pkt [qframe.PacketSize]byte
 	for i := uint64(0); i < count; i++ {
 		lo := i * qframe.ChunkData
 		hi := min(lo+qframe.ChunkData, size)
 		n := qframe.PutChunk(pkt[:], qframe.Chunk{Writer: c.writer, Seq: c.seq, Size: size, Index: uint32(i), Count: uint32(count), Data: it.pkt[lo:hi]})
-		for {
-			err := writePacket(c.bw, pkt[:n])
-			if err == nil {
-				c.drain.since = time.Time{} // progress
-				break
-			}
-			if err != unix.EAGAIN {
-				return abort(err)
-			}
-			if c.abandon.Load() {
-				return abort(errAbandoned)
-			}
-			if it.canceledWhileWriting() {
-				return abort(errCanceled)
-			}
-			c.stallCheck()
-			c.waitFor(c.bw, unix.POLLOUT)
+		if err := c.writeRetry(c.bw, pkt[:n], it, c.stallCheck); err != nil {
+			return abort(err)
 		}
+		c.drain.since = time.Time{} // progress
 	}
 	c.draining = true
 	c.drain.bytes, c.drain.since = -1, time.Now()
 	return nil
+}
+
+// writeRetry writes packet p to fd, waiting for room while the item is
+// still wanted: errAbandoned or errCanceled when it no longer is. waiting,
+// when not nil, runs before each wait.
+func (c *core) writeRetry(fd int, p []byte, it *outEntry, waiting func()) error {
+	for {
+		err := writePacket(fd, p)
+		if err != unix.EAGAIN {
+			return err
+		}
+		if c.abandon.Load() {
+			return errAbandoned
+		}
+		if it.canceledWhileWriting() {
+			return errCanceled
+		}
+		if waiting != nil {
+			waiting()
+		}
+		c.waitFor(fd, unix.POLLOUT)
+	}
 }
 
 func (e *outEntry) canceledWhileWriting() bool { return e.sp != nil && e.sp.canceled.Load() }

@@ -36,6 +36,7 @@ const (
 	// producer and a consumer on two CPUs do not also fight over their
 	// neighbours.
 	offCount      = 64  // int64: items put (or reserved by a Put) and not yet taken
+	offReads      = 72  // int64: packets and chunks read: readers are alive (see waitRoom)
 	offUnfinished = 128 // int64: Joinable: items put and not yet marked done
 	offTaken      = 192 // int64: Joinable: items taken by any process and not yet marked done
 	// Sleepers: read on every operation, written only by sleepers.
@@ -82,6 +83,7 @@ func (c *core) slotAt(i int) slot {
 }
 
 func (c *core) count() *atomic.Int64      { return c.seg.Int64(offCount) }
+func (c *core) reads() *atomic.Int64      { return c.seg.Int64(offReads) }
 func (c *core) unfinished() *atomic.Int64 { return c.seg.Int64(offUnfinished) }
 func (c *core) lost() *atomic.Int64       { return c.seg.Int64(offLost) }
 func (c *core) takenAll() *atomic.Int64   { return c.seg.Int64(offTaken) }
@@ -195,8 +197,9 @@ func (c *core) applyLoss(put, get, taken int64) {
 }
 
 // recoverDead scans the slots in use for dead owners with pending counts.
-// It runs while a Put waits for room and while Join waits: the two waits a
-// dead process could otherwise make endless.
+// It runs while a Put waits for room and while Join waits, the two waits a
+// dead process could otherwise make endless, and in Len, which would
+// otherwise count the dead process's items forever.
 func (c *core) recoverDead() {
 	hwm := int(c.seg.Uint32(offSlotHWM).Load())
 	for i := range min(hwm, nSlots) {
@@ -389,10 +392,17 @@ func (c *core) join(ctx context.Context) error {
 	}
 }
 
-// length is Len: items put and not yet taken, never negative.
+// length is Len: items put and not yet taken, never negative. A count left
+// by a process that died with items it had not written is settled first,
+// so that Len never counts items that no longer exist.
 func (c *core) length() int {
 	if !c.counted() {
 		return 0
 	}
-	return int(max(c.count().Load(), 0))
+	n := c.count().Load()
+	if n > 0 {
+		c.recoverDead()
+		n = c.count().Load()
+	}
+	return int(max(n, 0))
 }

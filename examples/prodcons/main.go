@@ -120,18 +120,38 @@ var consumeForever = process.Register("prodcons.daemon", func(ctx context.Contex
 	}
 })
 
+// config is what the flags ask for.
+type config struct {
+	consumers, items, maxsize int
+	joinable                  bool
+	work                      time.Duration
+}
+
+func (c config) mode() string {
+	if c.joinable {
+		return "joinable"
+	}
+	return "stop markers"
+}
+
+func parseFlags() config {
+	var c config
+	flag.IntVar(&c.consumers, "consumers", 4, "consumer processes")
+	flag.IntVar(&c.items, "items", 100, "items to produce")
+	flag.BoolVar(&c.joinable, "joinable", false, "daemon consumers with TaskDone, the producer Joins")
+	flag.IntVar(&c.maxsize, "maxsize", 0, "queue bound (0: unbounded)")
+	flag.DurationVar(&c.work, "work", time.Millisecond, "time a consumer spends on an item")
+	flag.Parse()
+	if c.consumers < 1 || c.items < 0 {
+		log.Fatal("prodcons: need at least one consumer and no negative item count")
+	}
+	return c
+}
+
 func main() {
 	process.Init()
 	log.SetFlags(0)
-	consumers := flag.Int("consumers", 4, "consumer processes")
-	items := flag.Int("items", 100, "items to produce")
-	joinable := flag.Bool("joinable", false, "daemon consumers with TaskDone, the producer Joins")
-	maxsize := flag.Int("maxsize", 0, "queue bound (0: unbounded)")
-	work := flag.Duration("work", time.Millisecond, "time a consumer spends on an item")
-	flag.Parse()
-	if *consumers < 1 || *items < 0 {
-		log.Fatal("prodcons: need at least one consumer and no negative item count")
-	}
+	cfg := parseFlags()
 	ctx := context.Background()
 
 	reports, err := queue.NewSimple[Report]()
@@ -139,31 +159,47 @@ func main() {
 		log.Fatal(err)
 	}
 	defer reports.Close()
-	var pa producerArg
-	var ca consumerArg
-	if *joinable {
-		j, err := queue.NewJoinable[Item](*maxsize)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer j.Close()
-		pa = producerArg{Items: *items, J: j}
-		ca = consumerArg{J: j, Reports: reports, Work: *work}
-	} else {
-		q, err := queue.New[Item](*maxsize)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer q.Close()
-		pa = producerArg{Items: *items, Stops: *consumers, Q: q}
-		ca = consumerArg{Q: q, Reports: reports, Work: *work}
-	}
+	pa, ca, closeQueue := newWorkQueue(cfg, reports)
+	defer closeQueue()
 
+	cons := startConsumers(cfg, ca)
+	prod := process.New(produce, pa, process.WithName("producer"))
+	if err := prod.Start(); err != nil {
+		log.Fatal(err)
+	}
+	took := collectReports(ctx, cfg, reports)
+	if err := prod.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	stopConsumers(ctx, cfg, cons)
+	if !summarize(cfg, cons, took) {
+		os.Exit(1)
+	}
+}
+
+// newWorkQueue makes the queue of the mode asked for and the arguments that
+// carry it to the producer and the consumers.
+func newWorkQueue(cfg config, reports *queue.Simple[Report]) (producerArg, consumerArg, func() error) {
+	if cfg.joinable {
+		j, err := queue.NewJoinable[Item](cfg.maxsize)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return producerArg{Items: cfg.items, J: j}, consumerArg{J: j, Reports: reports, Work: cfg.work}, j.Close
+	}
+	q, err := queue.New[Item](cfg.maxsize)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return producerArg{Items: cfg.items, Stops: cfg.consumers, Q: q}, consumerArg{Q: q, Reports: reports, Work: cfg.work}, q.Close
+}
+
+func startConsumers(cfg config, ca consumerArg) []*process.Process {
 	var cons []*process.Process
-	for i := 1; i <= *consumers; i++ {
-		var p *process.Process
+	for i := 1; i <= cfg.consumers; i++ {
 		name := process.WithName(fmt.Sprintf("consumer-%d", i))
-		if *joinable {
+		var p *process.Process
+		if cfg.joinable {
 			p = process.New(consumeForever, ca, name, process.WithDaemon())
 		} else {
 			p = process.New(consumeUntilStop, ca, name)
@@ -173,17 +209,16 @@ func main() {
 		}
 		cons = append(cons, p)
 	}
-	prod := process.New(produce, pa, process.WithName("producer"))
-	if err := prod.Start(); err != nil {
-		log.Fatal(err)
-	}
+	return cons
+}
 
-	// Collect the reports while the others work: stop-marker consumers send
-	// one each at the end, daemon consumers one per item.
+// collectReports reads the reports while the others work: stop-marker
+// consumers send one each at the end, daemon consumers one per item.
+func collectReports(ctx context.Context, cfg config, reports *queue.Simple[Report]) map[string][]int {
 	took := map[string][]int{}
-	want := *consumers
-	if *joinable {
-		want = *items
+	want := cfg.consumers
+	if cfg.joinable {
+		want = cfg.items
 	}
 	for range want {
 		r, err := reports.Get(ctx)
@@ -192,22 +227,27 @@ func main() {
 		}
 		took[r.Consumer] = append(took[r.Consumer], r.Items...)
 	}
-	if err := prod.Join(ctx); err != nil {
-		log.Fatal(err)
-	}
-	if *joinable {
+	return took
+}
+
+func stopConsumers(ctx context.Context, cfg config, cons []*process.Process) {
+	if cfg.joinable {
 		// Daemon consumers never return: stop them, as Python does at exit.
 		if err := process.Shutdown(ctx); err != nil {
 			log.Fatal(err)
 		}
-	} else {
-		for _, p := range cons {
-			if err := p.Join(ctx); err != nil {
-				log.Fatal(err)
-			}
+		return
+	}
+	for _, p := range cons {
+		if err := p.Join(ctx); err != nil {
+			log.Fatal(err)
 		}
 	}
+}
 
+// summarize prints what each consumer took and whether every item was
+// consumed exactly once.
+func summarize(cfg config, cons []*process.Process, took map[string][]int) bool {
 	seen := make(map[int]int)
 	for _, p := range cons {
 		nums := took[p.Name()]
@@ -217,7 +257,7 @@ func main() {
 		fmt.Printf("%s took %d items: %s\n", p.Name(), len(nums), list(nums))
 	}
 	var missing, twice []int
-	for n := 1; n <= *items; n++ {
+	for n := 1; n <= cfg.items; n++ {
 		switch seen[n] {
 		case 0:
 			missing = append(missing, n)
@@ -226,16 +266,13 @@ func main() {
 			twice = append(twice, n)
 		}
 	}
-	mode := "stop markers"
-	if *joinable {
-		mode = "joinable"
-	}
-	fmt.Printf("summary (%s): %d items, %d consumers, %d consumed", mode, *items, *consumers, len(seen))
+	fmt.Printf("summary (%s): %d items, %d consumers, %d consumed", cfg.mode(), cfg.items, cfg.consumers, len(seen))
 	if len(missing)+len(twice) > 0 {
 		fmt.Printf(", missing %v, more than once %v\n", missing, twice)
-		os.Exit(1)
+		return false
 	}
 	fmt.Println(", each exactly once")
+	return true
 }
 
 // list prints a short sorted list of numbers.
