@@ -32,8 +32,8 @@ var takeBytes = Register("internal.bytes", func(ctx context.Context, b []byte) e
 // An argument over the child's bootstrap limit is an error from Start, not
 // a child that dies saying it was started by hand.
 func TestBootstrapTooLarge(t *testing.T) {
-	defer func(old int) { maxBootstrapSize = old }(maxBootstrapSize)
-	maxBootstrapSize = 1 << 20
+	defer func(old int) { maxArgSize = old }(maxArgSize)
+	maxArgSize = 1 << 20
 	p := New(takeBytes, make([]byte, 2<<20))
 	err := p.Start()
 	require.Error(t, err)
@@ -98,8 +98,8 @@ func TestNoFDLeakOnFailures(t *testing.T) {
 	assert.Error(t, New(takeBytes, nil, WithEnv("BAD"), WithStdout(&out), WithStderr(&out)).Start())
 	assert.Error(t, New(Func[chan int]{name: "internal.bytes"}, make(chan int), WithStdout(&out)).Start())
 	func() {
-		defer func(old int) { maxBootstrapSize = old }(maxBootstrapSize)
-		maxBootstrapSize = 10
+		defer func(old int) { maxArgSize = old }(maxArgSize)
+		maxArgSize = 10
 		assert.Error(t, New(takeBytes, make([]byte, 100), WithStderr(&out)).Start())
 	}()
 	// A child that dies before reading its bootstrap, one that fails with a

@@ -26,9 +26,10 @@ var (
 	// ErrDaemonChildren is returned by Start in a daemon process: daemons
 	// are terminated at their parent's exit and may not leave children.
 	ErrDaemonChildren = errors.New("process: daemonic processes are not allowed to have children")
-	// ErrNoInit is returned by Start in a re-executed child whose main did
-	// not call Init first: starting children there would recurse.
-	ErrNoInit = errors.New("process: this is a worker process, but process.Init() was not called first in main (or TestMain)")
+	// ErrNoInit is returned by Start when process.Init was not called
+	// first in main (or in TestMain): a worker, which is the same binary,
+	// would not run its function but the program from the top again.
+	ErrNoInit = errors.New("process: process.Init() was not called: call it as the first statement of main (and of TestMain in tests)")
 )
 
 // Option configures a Process.
@@ -159,13 +160,20 @@ func (p *Process) Start() error {
 // wait for that.
 func (p *Process) start() (*osProc, error) {
 	if _, ok := os.LookupEnv(EnvBootstrap); ok {
+		return nil, fmt.Errorf("%w; this is a worker process, which would start workers of its own", ErrNoInit)
+	}
+	if !initialized.Load() {
 		return nil, ErrNoInit
 	}
 	if child.active && child.daemon {
 		return nil, ErrDaemonChildren
 	}
-	if _, ok := lookup(p.fn); !ok {
+	e, ok := lookup(p.fn)
+	if !ok {
 		return nil, fmt.Errorf("process: function %q is not registered", p.fn)
+	}
+	if e.late {
+		return nil, fmt.Errorf("process: start %s: function %q was registered after process.Init, so the worker, which runs Init first, does not have it: register it at package level (var f = process.Register(...)) or in an init function", p.opts.name, p.fn)
 	}
 	for _, kv := range p.opts.env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
@@ -177,19 +185,22 @@ func (p *Process) start() (*osProc, error) {
 		return nil, fmt.Errorf("process: %s: %w", p.opts.name, err)
 	}
 	defer files.Close()
+	if len(arg) > maxArgSize {
+		return nil, fmt.Errorf("process: start %s: the argument is %d bytes encoded, over the limit of %d bytes", p.opts.name, len(arg), maxArgSize)
+	}
 	b := bootstrap{
 		Version:   protocolVersion,
 		ExeID:     selfID(),
 		Func:      p.fn,
-		Arg:       arg,
 		NFiles:    files.Len(),
 		ParentPid: os.Getpid(),
 		Name:      p.opts.name,
 		Identity:  p.ident,
 		Daemon:    p.opts.daemon,
 		AuthKey:   AuthKey(),
+		Argv0:     argv0(),
 	}
-	proc, err := spawn(&b, files.FDs(), &p.opts)
+	proc, err := spawn(&b, arg, files.FDs(), &p.opts)
 	if err != nil {
 		return nil, fmt.Errorf("process: start %s: %w", p.opts.name, err)
 	}
@@ -205,9 +216,14 @@ func (p *Process) wait() {
 	p.code = st.code
 	p.signal = st.signal
 	p.message = msg
-	if !started && st.code == 0 && st.signal == 0 {
-		p.code = 1
-		p.message = "the child exited before running its function: call process.Init() as the first statement of main (and of TestMain)"
+	// A worker that exits on its own before it reached its function, and
+	// did not say why, never ran Init: the program starts its workers
+	// conditionally, or exits before Init.
+	if !started && st.signal == 0 && msg == "" {
+		if p.code == 0 {
+			p.code = 1
+		}
+		p.message = "the worker exited before running its function: call process.Init() as the first statement of main (and of TestMain)"
 	}
 	p.mu.Unlock()
 	removeActive(p)
@@ -329,9 +345,11 @@ type ExitError struct {
 }
 
 // ExitCode returns Code.
-func (e *ExitError) ExitCode() int { return e.Code }
+func (e ExitError) ExitCode() int { return e.Code }
 
-func (e *ExitError) Error() string {
+// Error says how the process ended. Its receiver is a value so that an
+// ExitError printed as a value (fmt's %v of *ee) reads the same.
+func (e ExitError) Error() string {
 	s := fmt.Sprintf("process %s (pid %d) ", e.Name, e.Pid)
 	if e.Signal != 0 {
 		s += fmt.Sprintf("killed by signal %d (%v)", int(e.Signal), e.Signal)

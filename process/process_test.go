@@ -28,7 +28,12 @@ func TestMain(m *testing.M) {
 	if d, err := time.ParseDuration(os.Getenv("MPGO_TEST_INIT_DELAY")); err == nil {
 		time.Sleep(d) // a child slow to read its bootstrap (TestMethodsDuringStart)
 	}
-	process.Init()
+	if os.Getenv("MPGO_TEST_NO_INIT") == "" {
+		process.Init()
+	}
+	if os.Getenv("MPGO_TEST_ORPHAN") != "" {
+		orphanParent()
+	}
 	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
