@@ -434,7 +434,9 @@ func ActiveChildren() []*Process {
 // finalizers do), then terminates the daemon children and waits for every
 // child to exit. It returns ctx's error if ctx ends first. A worker process
 // runs it when its function returns; a main process calls it before it
-// exits.
+// exits (defer process.Shutdown(ctx) right after Init): Go cannot run it
+// when main returns, and a non-daemon child still running then is killed,
+// saying so on stderr.
 func Shutdown(ctx context.Context) error {
 	exithook.Run()
 	kids := ActiveChildren()
