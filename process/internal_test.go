@@ -64,7 +64,9 @@ func TestArgumentOverLimitCost(t *testing.T) {
 	require.Error(t, New(takeBytes, arg).Start())
 	runtime.ReadMemStats(&after)
 	allocated := after.TotalAlloc - before.TotalAlloc
-	assert.Less(t, allocated, uint64(len(arg))*3/2, "Start allocated %d bytes to refuse a %d-byte argument", allocated, len(arg))
+	// Encoding takes up to twice the argument (buffer growth, and more
+	// under the race detector); the copies took three times.
+	assert.Less(t, allocated, uint64(len(arg))*5/2, "Start allocated %d bytes to refuse a %d-byte argument", allocated, len(arg))
 }
 
 func run(t *testing.T, p *Process) error {

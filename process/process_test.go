@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -336,7 +338,12 @@ func TestNoOrphans(t *testing.T) {
 	a, b, err := pipe.Pipe()
 	require.NoError(t, err)
 	defer a.Close()
-	p := process.New(middle, b)
+	// A file, not a buffer: the grandchild writes to it after its parent,
+	// whose output copy ends with it, is dead.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	require.NoError(t, err)
+	defer stderr.Close()
+	p := process.New(middle, b, process.WithStderr(stderr))
 	require.NoError(t, p.Start())
 	b.Close()
 	var gpid int
@@ -354,6 +361,10 @@ func TestNoOrphans(t *testing.T) {
 	n, err := unix.Poll(fds, 1000)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "grandchild %d still alive 1 s after its parent was SIGKILLed", gpid)
+	// It said why, on the stderr it shares with its parent.
+	out, err := os.ReadFile(stderr.Name())
+	require.NoError(t, err)
+	assert.Regexp(t, `process `+p.Name()+`:\d+ \(pid `+strconv.Itoa(gpid)+`\) killed: its parent \(pid \d+\) exited without joining it`, string(out))
 }
 
 func TestManyConcurrent(t *testing.T) {
