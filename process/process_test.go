@@ -93,10 +93,15 @@ var (
 	daemonStarts = process.Register("test.daemonStarts", func(ctx context.Context, _ struct{}) error {
 		return process.New(noop, struct{}{}).Start()
 	})
-	// middle starts a grandchild that blocks and reports its pid, then
-	// blocks itself until it is killed.
-	middle = process.Register("test.middle", func(ctx context.Context, ready *pipe.Conn) error {
-		p := process.New(block, ready)
+	// middle starts a grandchild that blocks and reports its pid, with
+	// stderr on the given file, then blocks itself until it is killed.
+	middle = process.Register("test.middle", func(ctx context.Context, a middleArg) error {
+		// The grandchild inherits descriptor 2: the file itself, not the
+		// pipe whose copy ends with this process.
+		if err := unix.Dup3(int(a.Stderr.Fd()), 2, 0); err != nil {
+			return err
+		}
+		p := process.New(block, a.Ready)
 		if err := p.Start(); err != nil {
 			return err
 		}
@@ -104,6 +109,11 @@ var (
 		return nil
 	})
 )
+
+type middleArg struct {
+	Ready  *pipe.Conn
+	Stderr *os.File
+}
 
 func run(t *testing.T, p *process.Process) error {
 	t.Helper()
@@ -338,12 +348,12 @@ func TestNoOrphans(t *testing.T) {
 	a, b, err := pipe.Pipe()
 	require.NoError(t, err)
 	defer a.Close()
-	// A file, not a buffer: the grandchild writes to it after its parent,
-	// whose output copy ends with it, is dead.
+	// A file the grandchild writes to directly: it writes after its
+	// parent, whose output copy ends with it, is dead.
 	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
 	require.NoError(t, err)
 	defer stderr.Close()
-	p := process.New(middle, b, process.WithStderr(stderr))
+	p := process.New(middle, middleArg{Ready: b, Stderr: stderr})
 	require.NoError(t, p.Start())
 	b.Close()
 	var gpid int
