@@ -95,7 +95,7 @@ func TestOrphanMessage(t *testing.T) {
 	}
 	out := stderr.String()
 	for _, name := range []string{"orphan-worker", "orphan-late"} {
-		assert.Regexp(t, name+` \(pid \d+\) .*parent \(pid \d+\) exited without joining it.*process\.Shutdown`, out)
+		assert.Regexp(t, name+` \(pid \d+\) .*parent \(pid \d+\) ended without joining it.*process\.Shutdown`, out)
 	}
 	assert.Equal(t, 2, strings.Count(out, "multiprocessing:"), "one line each, and none from the daemon:\n%s", out)
 	assert.NotContains(t, out, "Process-")

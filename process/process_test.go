@@ -374,7 +374,7 @@ func TestNoOrphans(t *testing.T) {
 	// It said why, on the stderr it shares with its parent.
 	out, err := os.ReadFile(stderr.Name())
 	require.NoError(t, err)
-	assert.Regexp(t, `process `+p.Name()+`:\d+ \(pid `+strconv.Itoa(gpid)+`\) killed: its parent \(pid \d+\) exited without joining it`, string(out))
+	assert.Regexp(t, `process `+p.Name()+`:\d+ \(pid `+strconv.Itoa(gpid)+`\) killed: its parent \(pid \d+\) ended without joining it`, string(out))
 }
 
 func TestManyConcurrent(t *testing.T) {

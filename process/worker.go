@@ -126,7 +126,7 @@ func nameLikeParent() {
 }
 
 // watchParent replaces the SIGKILL the parent armed with sigParentDied,
-// handled here: the worker then says it dies because its parent exited
+// handled here: the worker then says it dies because its parent ended
 // without joining it, and dies. The lifeline (runChild) is the second way
 // the death is seen, should the signal be lost to a program that resets
 // its signal handlers.
@@ -150,15 +150,17 @@ func watchParent() {
 }
 
 // parentGone ends a worker whose parent died. A non-daemon worker first
-// writes one line on stderr: its parent exited without joining it, which
-// in a Go program means main returned without process.Shutdown. It never
-// returns.
+// writes one line on stderr: its parent ended without joining it, which
+// in a Go program usually means main returned without process.Shutdown.
+// It never returns.
 func parentGone() {
 	early.gone.Do(func() {
 		select {
 		case <-early.booted:
 			if !child.daemon {
-				fmt.Fprintf(os.Stderr, "multiprocessing: process %s (pid %d) killed: its parent (pid %d) exited without joining it. "+
+				// The parent may also have been killed: "ended" is true of
+				// both, and the advice is for the common case.
+				fmt.Fprintf(os.Stderr, "multiprocessing: process %s (pid %d) killed: its parent (pid %d) ended without joining it. "+
 					"Call process.Shutdown(ctx) before main returns (defer it right after process.Init()), "+
 					"or start the process with process.WithDaemon() if it may be killed at exit.\n",
 					child.name, os.Getpid(), child.parentPid)
