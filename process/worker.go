@@ -113,8 +113,11 @@ func closeInherited(keep int) {
 func nameLikeParent() {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(unix.Getppid()) + "/comm")
 	name := strings.TrimSuffix(string(b), "\n")
-	if err != nil || name == "" {
+	if (err != nil || name == "") && len(os.Args) > 0 {
 		name = filepath.Base(strings.SplitN(os.Args[0], ": ", 2)[0])
+	}
+	if name == "" {
+		return
 	}
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
