@@ -13,53 +13,65 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The parent and the child talk over a dedicated socketpair that the child
-// inherits as descriptor bootstrapFD, never over argv or stdout (a library
-// that prints must not break start-up). Each message is a 4-byte big-endian
-// length and a msgpack body.
-//
-//	parent -> child: bootstrap (once)
-//	child -> parent: report{Kind: "started"} once the function is about to
-//	                 run, then report{Kind: "error"} if it failed, and
-//	                 another if its exit work (exithook) failed.
-//
-// The parent keeps its end open while the child runs: the child sees end of
-// file on it when the parent is gone (the lifeline behind Pdeathsig).
-const (
-	// EnvBootstrap names the environment variable that tells a process it
-	// is a child started by this package, and on which descriptor its
-	// bootstrap waits.
-	EnvBootstrap = "MPGO_BOOTSTRAP_FD"
+// EnvBootstrap is the environment variable that marks a process as a worker
+// started by this package. The parent sets it in the worker's environment
+// only, and Init removes it before the worker's function runs, so neither a
+// program nor the programs its workers start with os/exec see it. A program
+// has no reason to set it: a binary started by hand with it set exits at
+// Init, saying it was not started by the multiprocessing runtime.
+const EnvBootstrap = "MPGO_BOOTSTRAP_FD"
 
+// The parent and the worker talk over a dedicated socketpair that the worker
+// inherits as descriptor bootstrapFD (the value of EnvBootstrap), never over
+// argv or stdout: a library that prints must not break start-up. Each
+// message is a 4-byte big-endian length and a body.
+//
+//	parent -> worker: a bootstrap (msgpack), then the argument (its encoded
+//	                  bytes as they are, so a large one is never copied
+//	                  into a second message)
+//	worker -> parent: report{Kind: "armed"} from its init function, once its
+//	                  parent-death handler is in place (Start waits for
+//	                  it), report{Kind: "started"} once the function is
+//	                  about to run, then report{Kind: "error"} if it failed
+//	                  (or if start-up failed).
+//
+// The parent keeps its end open while the worker runs: the worker sees end
+// of file on it when the parent is gone (the lifeline beside the parent-
+// death signal).
+const (
 	bootstrapFD     = 3
 	firstHandleFD   = 4
-	protocolVersion = 1
-	maxReportSize   = 1 << 20
+	protocolVersion = 2
+	// maxHeaderSize bounds the bootstrap without its argument: names and
+	// the key, far below this.
+	maxHeaderSize = 1 << 20
+	maxReportSize = 1 << 20
 	// maxReportMessage bounds the error text a child reports; a longer
 	// one keeps its head and its tail (where a panic's stack ends).
 	maxReportMessage = 64 << 10
 )
 
-// maxBootstrapSize is the largest bootstrap (the encoded argument and a few
-// fields) a child accepts; Start refuses a larger one. A variable only so
-// that a test can lower it.
-var maxBootstrapSize = 1 << 30
+// maxArgSize is the largest encoded argument Start sends (and a worker
+// accepts). A variable only so that a test can lower it.
+var maxArgSize = 1 << 30
 
 type bootstrap struct {
 	Version   int
 	ExeID     string
 	Func      string
-	Arg       []byte
 	NFiles    int
 	ParentPid int
 	Name      string
 	Identity  string
 	Daemon    bool
 	AuthKey   []byte
+	// Argv0 is the parent's os.Args[0]: the worker's own argv[0] carries
+	// its name for ps, and its os.Args must be the parent's.
+	Argv0 string
 }
 
 type report struct {
-	Kind    string   // "started" or "error"
+	Kind    string   // "armed", "started" or "error"
 	Message string   // for "error"; a second "error" (exit work failed) adds a line
 	Codes   []string // the sentinel errors Message matches (exithook.Codes)
 }
@@ -109,22 +121,31 @@ func waitWritable(fd int) {
 
 // readMsg reads one message from r into v; io.EOF at a message boundary.
 func readMsg(r io.Reader, v any, limit int) error {
+	b, err := readFrame(r, limit)
+	if err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(b, v)
+}
+
+// readFrame reads one message's body; io.EOF at a message boundary.
+func readFrame(r io.Reader, limit int) ([]byte, error) {
 	var h [4]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return err
+		return nil, err
 	}
 	n := binary.BigEndian.Uint32(h[:])
 	if int64(n) > int64(limit) {
-		return fmt.Errorf("message of %d bytes over the limit", n)
+		return nil, fmt.Errorf("message of %d bytes over the limit of %d", n, limit)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return err
+		return nil, err
 	}
-	return msgpack.Unmarshal(b, v)
+	return b, nil
 }
 
 // fdReader reads a raw descriptor with blocking system calls.

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 // the items it buffered), and with whatever code the function passes to
 // os.Exit.
 func Init() {
+	initialized.Store(true)
 	v, ok := os.LookupEnv(EnvBootstrap)
 	if !ok {
 		return
@@ -43,9 +45,20 @@ func Init() {
 	os.Exit(runChild(fd))
 }
 
+// initialized is set once Init has been called: Start refuses to run
+// without it, and a function registered after it is marked late.
+var initialized atomic.Bool
+
 func fatal(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "multiprocessing: "+format+"\n", args...)
 	os.Exit(2)
+}
+
+// fatalReport is fatal in a worker that has its bootstrap socket: the
+// parent's ExitError carries the text too.
+func fatalReport(fd int, format string, args ...any) {
+	writeMsg(fd, report{Kind: "error", Message: "multiprocessing: " + fmt.Sprintf(format, args...)})
+	fatal(format, args...)
 }
 
 // child is the state of a worker process, set once by runChild.
@@ -61,20 +74,20 @@ var child struct {
 func runChild(fd int) int {
 	unix.CloseOnExec(fd)
 	var b bootstrap
-	if err := readMsg(fdReader(fd), &b, maxBootstrapSize); err != nil {
+	r := fdReader(fd)
+	if err := readMsg(r, &b, maxHeaderSize); err != nil {
+		// Not fatalReport: descriptor fd may be anything here.
 		fatal("no bootstrap on descriptor %d (%v): worker processes are started by process.Start, not by hand", fd, err)
 	}
 	if b.Version != protocolVersion {
-		fatal("bootstrap protocol %d, this binary speaks %d: parent and worker are different builds; rebuild and restart", b.Version, protocolVersion)
+		fatalReport(fd, "bootstrap protocol %d, this binary speaks %d: parent and worker are different builds; rebuild and restart", b.Version, protocolVersion)
 	}
 	if b.ExeID != selfID() {
-		fatal("this worker is not the parent's executable (%s != %s): rebuild and restart", selfID(), b.ExeID)
+		fatalReport(fd, "this worker is not the parent's executable (%s != %s): rebuild and restart", selfID(), b.ExeID)
 	}
-	// The parent may have died before Pdeathsig was armed in this process
-	// (the signal only covers deaths after the prctl). Compare with the pid
-	// it recorded, never with 1: in a container the parent may be pid 1.
-	if unix.Getppid() != b.ParentPid {
-		return 1
+	arg, err := readFrame(r, maxArgSize)
+	if err != nil {
+		fatalReport(fd, "cannot read the argument from the parent: %v", err)
 	}
 	child.active = true
 	child.name = b.Name
@@ -82,6 +95,20 @@ func runChild(fd int) int {
 	child.parentPid = b.ParentPid
 	child.daemon = b.Daemon
 	child.authKey = b.AuthKey
+	if len(os.Args) > 0 {
+		os.Args[0] = b.Argv0 // argv[0] also names the worker for ps
+	}
+	closeInherited(firstHandleFD + b.NFiles)
+	if early.booted != nil { // nil if the variable was set after start-up
+		close(early.booted)
+	}
+	// The parent may have died before the parent-death signal was armed in
+	// this process (it only covers deaths after the prctl). Compare with
+	// the pid it recorded, never with 1: in a container the parent may be
+	// pid 1.
+	if unix.Getppid() != b.ParentPid {
+		parentGone()
+	}
 
 	e, ok := lookup(b.Func)
 	if !ok {
@@ -103,7 +130,7 @@ func runChild(fd int) int {
 	if err := writeMsg(fd, report{Kind: "started"}); err != nil {
 		return 1
 	}
-	err := call(ctx, e, b.Arg, files)
+	err = call(ctx, e, arg, files)
 	files.Close()
 	// Report a failure at once: the work below can take a while (up to a
 	// minute joining children) or end the process (a panicking hook, a
@@ -152,10 +179,11 @@ func call(ctx context.Context, e entry, arg []byte, files *wire.Files) error {
 	return <-done
 }
 
-// lifeline exits the process when the parent is gone: its end of the
-// bootstrap socket reaches end of file. Pdeathsig normally kills us first;
-// this covers the cases it misses (it is cleared by set-user-ID execs and
-// follows the parent's thread, go.dev/issue/27505).
+// lifeline ends the process when the parent is gone: its end of the
+// bootstrap socket reaches end of file. The parent-death signal normally
+// comes first; this covers the cases it misses (it is cleared by
+// set-user-ID execs, a program may ignore it, and it follows the parent's
+// thread, go.dev/issue/27505).
 func lifeline(fd int) {
 	var b [64]byte
 	for {
@@ -164,7 +192,7 @@ func lifeline(fd int) {
 			continue
 		}
 		if n == 0 || err != nil {
-			os.Exit(1)
+			parentGone()
 		}
 	}
 }

@@ -13,13 +13,20 @@
 //
 //	func main() {
 //		process.Init() // Python: if __name__ == "__main__":
+//		defer process.Shutdown(ctx) // Python joins children at exit
 //		p := process.New(greet, "world")
 //		if err := p.Start(); err != nil { ... }
 //		if err := p.Join(ctx); err != nil { ... }
 //	}
 //
 // [Init] returns at once in the parent; in a child it runs the function and
-// exits. Test binaries call it first in TestMain.
+// exits. Test binaries call it first in TestMain. Start refuses to run
+// without it ([ErrNoInit]), and refuses a function registered after it.
+//
+// Go cannot run code when main returns, so [Shutdown] is Python's implicit
+// join at exit: without it, the children still running when main returns
+// die with it, and each non-daemon one writes a line on stderr naming
+// itself and saying to call Shutdown (or to make it a daemon).
 //
 // # Arguments and handles
 //
@@ -40,11 +47,26 @@
 // # No orphans
 //
 // A child dies with its parent, whatever kills the parent (SIGKILL
-// included): every child is started from one OS thread that never exits,
-// with PR_SET_PDEATHSIG set to SIGKILL, and also exits when its end of the
-// bootstrap socket reports that the parent is gone. A worker joins its own
-// non-daemon children when its function returns; daemon children are
-// terminated by [Shutdown] and may not start children.
+// included). Every child is started from one OS thread that lives while it
+// does, with PR_SET_PDEATHSIG set to SIGKILL; early in its start-up (in this
+// package's init function, before [Process.Start] returns) the child
+// replaces that signal with one it handles: it writes the line above on
+// stderr, unless it is a daemon, and kills itself with SIGKILL. It also does
+// so when its end of the bootstrap socket reports that the parent is gone.
+// A child that is stopped (SIGSTOP) when its parent dies does this once it
+// is continued. A worker joins its own non-daemon children when its
+// function returns; daemon children are terminated by [Shutdown] and may
+// not start children.
+//
+// # What a child has
+//
+// The environment of the parent (plus [WithEnv]) and the parent's os.Args.
+// Its argv[0] as the system shows it is the parent's followed by the process
+// name ("prog: Process-3" in ps -o args), and its command name (comm: ps,
+// top, pgrep) is the parent's. Its descriptors are 0-2 (stdin is
+// /dev/null) and the handles in its argument: a descriptor the parent holds
+// without close-on-exec (inherited from a shell, opened with syscall.Open)
+// is closed in the child before its function runs, as Python's spawn does.
 //
 // # Output
 //
@@ -61,8 +83,9 @@
 //     Linux 5.3, the pid is never signalled once reaped).
 //   - The child runs from /proc/self/exe: deleting or replacing the program
 //     file while it runs does not change what its children run.
-//   - The argument is limited to 1 GiB encoded; the error text a child
-//     reports to 64 KiB (its head and tail are kept).
+//   - The argument is limited to 1 GiB encoded (Start checks it once
+//     encoded, before any child exists); the error text a child reports
+//     to 64 KiB (its head and tail are kept).
 //   - [Process.Interrupt] before the child's function has started finds no
 //     handler: SIGINT's default action ends the child (exit code -2).
 //   - The function runs on a goroutine of its own; runtime.Goexit in it

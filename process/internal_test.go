@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,16 +33,48 @@ func TestClipMessage(t *testing.T) {
 
 var takeBytes = Register("internal.bytes", func(ctx context.Context, b []byte) error { return nil })
 
-// An argument over the child's bootstrap limit is an error from Start, not
-// a child that dies saying it was started by hand.
-func TestBootstrapTooLarge(t *testing.T) {
-	defer func(old int) { maxBootstrapSize = old }(maxBootstrapSize)
-	maxBootstrapSize = 1 << 20
-	p := New(takeBytes, make([]byte, 2<<20))
-	err := p.Start()
+// An argument over the limit is an error from Start, not a child that dies
+// saying it was started by hand. The limit is on the encoded argument
+// alone, as the message says: one exactly at the limit starts.
+func TestArgumentOverLimit(t *testing.T) {
+	defer func(old int) { maxArgSize = old }(maxArgSize)
+	maxArgSize = 1 << 20
+	arg := make([]byte, 2<<20)
+	encoded, _, err := wire.Marshal(arg)
+	require.NoError(t, err)
+	p := New(takeBytes, arg)
+	err = p.Start()
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "over the limit")
+	assert.Contains(t, err.Error(), fmt.Sprintf("the argument is %d bytes encoded, over the limit of %d bytes", len(encoded), maxArgSize))
 	assert.Equal(t, 0, p.Pid())
+
+	header := len(encoded) - len(arg) // msgpack's bin32 prefix
+	require.NoError(t, run(t, New(takeBytes, make([]byte, maxArgSize-header))), "an argument of exactly the limit")
+}
+
+// Refusing a large argument costs its encoding once, not copies of it:
+// Start used to copy it into a bootstrap message and again into a frame
+// (3 GB and 10 s for one just over 1 GiB).
+func TestArgumentOverLimitCost(t *testing.T) {
+	defer func(old int) { maxArgSize = old }(maxArgSize)
+	maxArgSize = 1 << 20
+	arg := make([]byte, 32<<20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	require.Error(t, New(takeBytes, arg).Start())
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	// Encoding takes up to twice the argument (buffer growth, and more
+	// under the race detector); the copies took three times.
+	assert.Less(t, allocated, uint64(len(arg))*5/2, "Start allocated %d bytes to refuse a %d-byte argument", allocated, len(arg))
+}
+
+func run(t *testing.T, p *Process) error {
+	t.Helper()
+	require.NoError(t, p.Start())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return p.Join(ctx)
 }
 
 var sleeper = Register("internal.sleep", func(ctx context.Context, ready *pipe.Conn) error {
@@ -98,8 +134,8 @@ func TestNoFDLeakOnFailures(t *testing.T) {
 	assert.Error(t, New(takeBytes, nil, WithEnv("BAD"), WithStdout(&out), WithStderr(&out)).Start())
 	assert.Error(t, New(Func[chan int]{name: "internal.bytes"}, make(chan int), WithStdout(&out)).Start())
 	func() {
-		defer func(old int) { maxBootstrapSize = old }(maxBootstrapSize)
-		maxBootstrapSize = 10
+		defer func(old int) { maxArgSize = old }(maxArgSize)
+		maxArgSize = 10
 		assert.Error(t, New(takeBytes, make([]byte, 100), WithStderr(&out)).Start())
 	}()
 	// A child that dies before reading its bootstrap, one that fails with a

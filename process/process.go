@@ -26,9 +26,10 @@ var (
 	// ErrDaemonChildren is returned by Start in a daemon process: daemons
 	// are terminated at their parent's exit and may not leave children.
 	ErrDaemonChildren = errors.New("process: daemonic processes are not allowed to have children")
-	// ErrNoInit is returned by Start in a re-executed child whose main did
-	// not call Init first: starting children there would recurse.
-	ErrNoInit = errors.New("process: this is a worker process, but process.Init() was not called first in main (or TestMain)")
+	// ErrNoInit is returned by Start when process.Init was not called
+	// first in main (or in TestMain): a worker, which is the same binary,
+	// would not run its function but the program from the top again.
+	ErrNoInit = errors.New("process: process.Init() was not called: call it as the first statement of main (and of TestMain in tests)")
 )
 
 // Option configures a Process.
@@ -128,9 +129,10 @@ func (p *Process) Pid() int {
 func (p *Process) Daemon() bool { return p.opts.daemon }
 
 // Start starts the child. It may be called once; the argument's handles can
-// be closed by the caller as soon as it returns. While it runs (it waits for
-// the child to take a large argument), the other methods behave as before
-// Start.
+// be closed by the caller as soon as it returns. It returns once the child
+// has started up far enough to say why it dies should this process end
+// without joining it (at most 5 s), and has taken a large argument. While it
+// runs, the other methods behave as before Start.
 func (p *Process) Start() error {
 	p.mu.Lock()
 	if p.started || p.starting {
@@ -160,13 +162,20 @@ func (p *Process) Start() error {
 // wait for that.
 func (p *Process) start() (*osProc, error) {
 	if _, ok := os.LookupEnv(EnvBootstrap); ok {
+		return nil, fmt.Errorf("%w; this is a worker process, which would start workers of its own", ErrNoInit)
+	}
+	if !initialized.Load() {
 		return nil, ErrNoInit
 	}
 	if child.active && child.daemon {
 		return nil, ErrDaemonChildren
 	}
-	if _, ok := lookup(p.fn); !ok {
+	e, ok := lookup(p.fn)
+	if !ok {
 		return nil, fmt.Errorf("process: function %q is not registered", p.fn)
+	}
+	if e.late {
+		return nil, fmt.Errorf("process: start %s: function %q was registered after process.Init, so the worker, which runs Init first, does not have it: register it at package level (var f = process.Register(...)) or in an init function", p.opts.name, p.fn)
 	}
 	for _, kv := range p.opts.env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
@@ -178,19 +187,22 @@ func (p *Process) start() (*osProc, error) {
 		return nil, fmt.Errorf("process: %s: %w", p.opts.name, err)
 	}
 	defer files.Close()
+	if len(arg) > maxArgSize {
+		return nil, fmt.Errorf("process: start %s: the argument is %d bytes encoded, over the limit of %d bytes", p.opts.name, len(arg), maxArgSize)
+	}
 	b := bootstrap{
 		Version:   protocolVersion,
 		ExeID:     selfID(),
 		Func:      p.fn,
-		Arg:       arg,
 		NFiles:    files.Len(),
 		ParentPid: os.Getpid(),
 		Name:      p.opts.name,
 		Identity:  p.ident,
 		Daemon:    p.opts.daemon,
 		AuthKey:   AuthKey(),
+		Argv0:     argv0(),
 	}
-	proc, err := spawn(&b, files.FDs(), &p.opts)
+	proc, err := spawn(&b, arg, files.FDs(), &p.opts)
 	if err != nil {
 		return nil, fmt.Errorf("process: start %s: %w", p.opts.name, err)
 	}
@@ -207,9 +219,14 @@ func (p *Process) wait() {
 	p.signal = st.signal
 	p.message = msg
 	p.codes = codes
-	if !started && st.code == 0 && st.signal == 0 {
-		p.code = 1
-		p.message = "the child exited before running its function: call process.Init() as the first statement of main (and of TestMain)"
+	// A worker that exits on its own before it reached its function, and
+	// did not say why, never ran Init: the program starts its workers
+	// conditionally, or exits before Init.
+	if !started && st.signal == 0 && msg == "" {
+		if p.code == 0 {
+			p.code = 1
+		}
+		p.message = "the worker exited before running its function: call process.Init() as the first statement of main (and of TestMain)"
 	}
 	p.mu.Unlock()
 	removeActive(p)
@@ -338,12 +355,14 @@ type ExitError struct {
 // Unwrap returns the sentinel errors the child's error matched, so that
 // errors.Is(err, queue.ErrNotFlushed) works on a child's failure as it
 // would in the child. Only sentinels their package registered travel.
-func (e *ExitError) Unwrap() []error { return e.sentinels }
+func (e ExitError) Unwrap() []error { return e.sentinels }
 
 // ExitCode returns Code.
-func (e *ExitError) ExitCode() int { return e.Code }
+func (e ExitError) ExitCode() int { return e.Code }
 
-func (e *ExitError) Error() string {
+// Error says how the process ended. Its receiver is a value so that an
+// ExitError printed as a value (fmt's %v of *ee) reads the same.
+func (e ExitError) Error() string {
 	s := fmt.Sprintf("process %s (pid %d) ", e.Name, e.Pid)
 	if e.Signal != 0 {
 		s += fmt.Sprintf("killed by signal %d (%v)", int(e.Signal), e.Signal)
@@ -429,7 +448,9 @@ func ActiveChildren() []*Process {
 // child to exit. It returns ctx's error if ctx ends first, and the exit
 // work's errors (items a queue could not write match queue.ErrNotFlushed).
 // A worker process runs it when its function returns; a main process calls
-// it before it exits.
+// it before it exits (defer process.Shutdown(ctx) right after Init): Go
+// cannot run it when main returns, and a non-daemon child still running
+// then is killed, saying so on stderr.
 func Shutdown(ctx context.Context) error {
 	hookErr := exithook.Run()
 	kids := ActiveChildren()

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,7 +30,12 @@ func TestMain(m *testing.M) {
 	if d, err := time.ParseDuration(os.Getenv("MPGO_TEST_INIT_DELAY")); err == nil {
 		time.Sleep(d) // a child slow to read its bootstrap (TestMethodsDuringStart)
 	}
-	process.Init()
+	if os.Getenv("MPGO_TEST_NO_INIT") == "" {
+		process.Init()
+	}
+	if os.Getenv("MPGO_TEST_ORPHAN") != "" {
+		orphanParent()
+	}
 	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
@@ -86,10 +93,15 @@ var (
 	daemonStarts = process.Register("test.daemonStarts", func(ctx context.Context, _ struct{}) error {
 		return process.New(noop, struct{}{}).Start()
 	})
-	// middle starts a grandchild that blocks and reports its pid, then
-	// blocks itself until it is killed.
-	middle = process.Register("test.middle", func(ctx context.Context, ready *pipe.Conn) error {
-		p := process.New(block, ready)
+	// middle starts a grandchild that blocks and reports its pid, with
+	// stderr on the given file, then blocks itself until it is killed.
+	middle = process.Register("test.middle", func(ctx context.Context, a middleArg) error {
+		// The grandchild inherits descriptor 2: the file itself, not the
+		// pipe whose copy ends with this process.
+		if err := unix.Dup3(int(a.Stderr.Fd()), 2, 0); err != nil {
+			return err
+		}
+		p := process.New(block, a.Ready)
 		if err := p.Start(); err != nil {
 			return err
 		}
@@ -97,6 +109,11 @@ var (
 		return nil
 	})
 )
+
+type middleArg struct {
+	Ready  *pipe.Conn
+	Stderr *os.File
+}
 
 func run(t *testing.T, p *process.Process) error {
 	t.Helper()
@@ -331,7 +348,12 @@ func TestNoOrphans(t *testing.T) {
 	a, b, err := pipe.Pipe()
 	require.NoError(t, err)
 	defer a.Close()
-	p := process.New(middle, b)
+	// A file the grandchild writes to directly: it writes after its
+	// parent, whose output copy ends with it, is dead.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	require.NoError(t, err)
+	defer stderr.Close()
+	p := process.New(middle, middleArg{Ready: b, Stderr: stderr})
 	require.NoError(t, p.Start())
 	b.Close()
 	var gpid int
@@ -349,6 +371,10 @@ func TestNoOrphans(t *testing.T) {
 	n, err := unix.Poll(fds, 1000)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "grandchild %d still alive 1 s after its parent was SIGKILLed", gpid)
+	// It said why, on the stderr it shares with its parent.
+	out, err := os.ReadFile(stderr.Name())
+	require.NoError(t, err)
+	assert.Regexp(t, `process `+p.Name()+`:\d+ \(pid `+strconv.Itoa(gpid)+`\) killed: its parent \(pid \d+\) ended without joining it`, string(out))
 }
 
 func TestManyConcurrent(t *testing.T) {

@@ -22,6 +22,9 @@ func (f Func[A]) Name() string { return f.name }
 type entry struct {
 	// run decodes the argument and calls the function.
 	run func(ctx context.Context, arg []byte, files *wire.Files) error
+	// late marks a function registered after Init returned: workers,
+	// which run Init (and their function) before main goes on, lack it.
+	late bool
 }
 
 var (
@@ -32,7 +35,9 @@ var (
 // Register makes fn runnable in child processes under name and returns the
 // handle New takes. Call it at package level (var f = process.Register(...))
 // or from an init function, so that the parent and every child, which are
-// the same binary, build the same table before main runs.
+// the same binary, build the same table before main runs. A function
+// registered after Init (inside main) cannot run in a child: Start refuses
+// it with an error saying so.
 //
 // Register panics on an empty name, a name with whitespace, or a name
 // registered twice: these are programming errors, found at start-up.
@@ -48,7 +53,7 @@ func Register[A any](name string, fn func(ctx context.Context, arg A) error) Fun
 	if _, dup := registry[name]; dup {
 		panic(fmt.Sprintf("process: function %q registered twice", name))
 	}
-	registry[name] = entry{run: func(ctx context.Context, b []byte, files *wire.Files) error {
+	registry[name] = entry{late: initialized.Load(), run: func(ctx context.Context, b []byte, files *wire.Files) error {
 		var a A
 		if err := wire.Unmarshal(b, files, &a); err != nil {
 			return &argError{err}

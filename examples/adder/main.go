@@ -8,9 +8,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
+	"os"
 
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
@@ -36,6 +38,19 @@ var add = process.Register("adder.add", func(ctx context.Context, c *pipe.Conn) 
 
 func main() {
 	process.Init()
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), `usage: adder
+
+Starts a child process that adds the pairs of numbers it receives on its
+end of a pipe, sends it four pairs, prints the sums, and closes the pipe,
+which ends the child. It takes no arguments.
+`)
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
 	log.SetFlags(0)
 	mine, theirs, err := pipe.Pipe()
 	if err != nil {

@@ -1,6 +1,7 @@
 // Command echoserver is the process-per-connection lesson: the server
 // accepts TCP connections and hands each one to a new child process, which
-// upper-cases every line it reads and writes it back.
+// upper-cases every line it reads and writes it back. Run bare, it listens
+// on a free port, prints it and how to connect, and serves until Ctrl-C.
 //
 //	go run ./examples/echoserver -addr 127.0.0.1:7777 &
 //	go run ./examples/echoserver -client 127.0.0.1:7777 hello world
@@ -45,6 +46,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
 	limit := flag.Int("n", 0, "stop after this many connections (0: until SIGINT)")
 	client := flag.String("client", "", "run as a client of the server at this address; arguments are the lines to send")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), `usage:
+  echoserver [-addr host:port] [-n count]     serve: one process per connection
+  echoserver -client host:port line...        send lines, print the replies
+
+flags:
+`)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	log.SetFlags(0)
 	if *client != "" {
@@ -64,10 +74,15 @@ func runServer(addr string, limit int) error {
 		return err
 	}
 	defer ln.Close()
-	fmt.Printf("listening on %s\n", ln.Addr())
-
+	// Catch SIGINT before saying where we listen: a client (or a test)
+	// may send it as soon as it has read that line.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	fmt.Printf("listening on %s\n", ln.Addr())
+	// Run bare, the server waits for clients: say how to be one.
+	fmt.Fprintf(os.Stderr, "connect with: echoserver -client %s hello world (or nc %s %d); Ctrl-C stops the server\n",
+		ln.Addr(), ln.Addr().(*net.TCPAddr).IP, ln.Addr().(*net.TCPAddr).Port)
+
 	go func() { <-ctx.Done(); ln.Close() }()
 
 	var wg sync.WaitGroup

@@ -80,3 +80,35 @@ func TestEchoServerInterrupt(t *testing.T) {
 	_, err = r.ReadString('\n')
 	assert.ErrorIs(t, err, io.EOF, "the session process closed the connection")
 }
+
+// Run bare, the server says where it listens and how to connect, and -h
+// describes both modes.
+func TestEchoServerUsage(t *testing.T) {
+	bin := testbin.Build(t, ".")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-h").CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "echoserver -client host:port")
+
+	srv := exec.CommandContext(ctx, bin)
+	stderr, err := srv.StderrPipe()
+	require.NoError(t, err)
+	stdout, err := srv.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, srv.Start())
+	sc := bufio.NewScanner(stdout)
+	require.True(t, sc.Scan())
+	addr, ok := strings.CutPrefix(sc.Text(), "listening on ")
+	require.True(t, ok, sc.Text())
+	esc := bufio.NewScanner(stderr)
+	require.True(t, esc.Scan())
+	assert.Contains(t, esc.Text(), "echoserver -client "+addr+" hello world")
+	assert.Contains(t, esc.Text(), "Ctrl-C")
+	require.NoError(t, srv.Process.Signal(syscall.SIGINT))
+	for sc.Scan() {
+	}
+	for esc.Scan() {
+	}
+	require.NoError(t, srv.Wait())
+}

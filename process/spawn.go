@@ -2,6 +2,7 @@ package process
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -101,15 +102,19 @@ func nullFD() (int, error) {
 	return devNull.fd, devNull.err
 }
 
-func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
+// spawn starts a worker and sends it b and arg (the encoded argument,
+// which start has checked against maxArgSize).
+func spawn(b *bootstrap, arg []byte, handles []int, o *options) (*osProc, error) {
 	msg, err := encodeMsg(b)
 	if err != nil {
 		return nil, err
 	}
-	if len(msg)-4 > maxBootstrapSize {
-		// The child would refuse it, with a misleading message.
-		return nil, fmt.Errorf("the argument takes %d bytes encoded, over the limit of %d", len(b.Arg), maxBootstrapSize)
+	if len(msg)-4 > maxHeaderSize {
+		return nil, fmt.Errorf("the process name and function name take %d bytes, over the limit of %d", len(msg)-4, maxHeaderSize)
 	}
+	// The argument follows as a frame of its own, written from where it
+	// was encoded.
+	msg = binary.BigEndian.AppendUint32(msg, uint32(len(arg)))
 	null, err := nullFD()
 	if err != nil {
 		return nil, err
@@ -173,6 +178,8 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 		files = append(files, uintptr(fd))
 	}
 	env := mergeEnv(os.Environ(), o.env, []string{EnvBootstrap + "=3"})
+	// argv[0] names the worker for ps; the worker restores os.Args[0].
+	argv := append([]string{workerTitle(o.name)}, os.Args[min(1, len(os.Args)):]...)
 	pidfd := -1
 	attr := &syscall.ProcAttr{
 		Env:   env,
@@ -187,11 +194,11 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 	}
 	var pid int
 	onSpawnThread(func() {
-		pid, err = syscall.ForkExec(selfPath(), os.Args, attr)
+		pid, err = syscall.ForkExec(selfPath(), argv, attr)
 		if err != nil && pidfdUnsupported(err) {
 			attr.Sys.PidFD = nil
 			pidfd = -1
-			pid, err = syscall.ForkExec(selfPath(), os.Args, attr)
+			pid, err = syscall.ForkExec(selfPath(), argv, attr)
 		}
 	})
 	// Close our copy of the child's end before writing the bootstrap: if
@@ -209,13 +216,38 @@ func spawn(b *bootstrap, handles []int, o *options) (*osProc, error) {
 		unix.SetNonblock(pidfd, true)
 		proc.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
 	}
-	// A large bootstrap does not fit the socket buffer: the write waits
+	// A large argument does not fit the socket buffer: the write waits
 	// until the child, which reads it first thing, has taken it.
 	if _, err := proc.boot.Write(msg); err != nil {
 		proc.signal(syscall.SIGKILL)
+	} else if _, err := proc.boot.Write(arg); err != nil {
+		proc.signal(syscall.SIGKILL)
 	}
-	go proc.collectReports()
+	first := proc.awaitArmed()
+	go proc.collectReports(first)
 	return proc, nil
+}
+
+// awaitArmed waits until the child has replaced the SIGKILL it was started
+// with by its own parent-death handler (its first report), and returns the
+// bytes read. Without this wait, a main that returns right after Start
+// would kill the child silently, before it could say why it dies. A child
+// that dies first, or is slower than bootGrace, is not waited for.
+func (p *osProc) awaitArmed() []byte {
+	p.boot.SetReadDeadline(time.Now().Add(bootGrace))
+	defer p.boot.SetReadDeadline(time.Time{})
+	var buf []byte
+	chunk := make([]byte, 512)
+	for {
+		n, err := p.boot.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		if len(buf) >= 4 && len(buf)-4 >= int(binary.BigEndian.Uint32(buf)) {
+			return buf // a whole frame: the "armed" report
+		}
+		if err != nil || len(buf) > maxReportSize {
+			return buf
+		}
+	}
 }
 
 // mergeEnv concatenates environment lists, a later entry for a key
@@ -282,14 +314,15 @@ func (p *osProc) outputFD(w io.Writer, def *os.File, tail *tailBuffer, closeAfte
 		return -1, err
 	}
 	// Take the raw write end without os.File.Fd (which would switch it to
-	// blocking mode) and keep it open only until the child has it.
-	wfd, err := unix.Dup(rawOf(pw))
+	// blocking mode) and keep it open only until the child has it. The
+	// copy is close-on-exec from the start: a child started meanwhile by
+	// another goroutine must not inherit it.
+	wfd, err := unix.FcntlInt(uintptr(rawOf(pw)), unix.F_DUPFD_CLOEXEC, 0)
 	pw.Close()
 	if err != nil {
 		r.Close()
 		return -1, err
 	}
-	unix.CloseOnExec(wfd)
 	*closeAfter = append(*closeAfter, wfd)
 	sink := &outputSink{w: w, tail: tail}
 	p.outputs = append(p.outputs, r)
@@ -452,10 +485,11 @@ func (p *osProc) finish() {
 // while it runs. Reading as it comes, rather than after the exit, matters:
 // a report larger than the socket buffer would otherwise block the child
 // in its write while we wait for it to exit.
-func (p *osProc) collectReports() {
+func (p *osProc) collectReports(first []byte) {
 	defer close(p.reported)
 	var buf cappedBuffer
 	buf.max = 2 * maxReportSize // more than a well-behaved child sends
+	buf.Write(first)
 	copyUntilExit(&buf, p.boot, buf.max)
 	r := bytes.NewReader(buf.b)
 	for {
