@@ -30,7 +30,6 @@ type client struct {
 	conn     *pipe.Conn
 	network  string
 	addr     string
-	authkey  []byte
 	serverID serverID
 	maxMsg   int
 
@@ -81,7 +80,6 @@ func dial(ctx context.Context, network, addr string, authkey []byte) (*client, e
 		conn:    conn,
 		network: network,
 		addr:    addr,
-		authkey: append([]byte(nil), authkey...),
 		maxMsg:  defaultMaxMessage,
 		calls:   make(map[uint64]*call),
 		dead:    make(chan struct{}),

@@ -65,11 +65,20 @@
 // A proxy is a handle: pass it to a child process as (part of) its
 // argument, send it over a pipe or a queue, or store it as a value of
 // another shared object, and it arrives working; a proxy read back from a
-// Dict or List is a proxy (nested shared objects). A proxy that arrives
-// in a process with no connection to its server dials one on first use,
-// with the authkey the proxy carries (outside the manager's own values) or
-// the process's own. Decoded into an interface-typed value, a proxy is a
-// generic [*Proxy].
+// Dict or List is a proxy (nested shared objects). Decoded into an
+// interface-typed value, a proxy is a generic [*Proxy].
+//
+// A proxy never carries an authkey. One that arrives in a process with no
+// connection to its server dials one on first use, but only to a manager
+// the process knows, with the key it knows for it: one it started,
+// connected to or serves, one its parent knew when it started the process
+// (children inherit the table, sealed under process.AuthKey(), through the
+// MPGO_MANAGERS environment variable), or one named with [Allow]. A proxy
+// of any other manager fails its first call with [ErrUnknownManager],
+// naming the address, and nothing is dialled: whoever can send this
+// process a proxy (a pipe peer, anyone with the key of a manager it reads
+// values from) can neither learn a key nor make it present one to an
+// address of their choosing.
 //
 // # Object lifetime
 //

@@ -15,7 +15,6 @@ import (
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/internal/wire"
-	"github.com/mpgo/multiprocessing/process"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -30,8 +29,8 @@ func newServerID() serverID {
 }
 
 // ref is what a proxy carries to another process: where the server is,
-// which object, and, when it travels outside the manager's own values, the
-// authkey and a transfer token (see lifetime.go).
+// which object, and, when it travels outside the manager's own values, a
+// transfer token (see lifetime.go). Never an authkey (see known.go).
 type ref struct {
 	server   serverID
 	network  string
@@ -39,14 +38,13 @@ type ref struct {
 	id       uint64
 	kind     kind
 	typeName string
-	authkey  []byte // nil inside values stored on the server
 	token    uint64 // 0 inside values stored on the server
 }
 
-const refVersion = 1
+const refVersion = 2
 
 func (r *ref) append(b []byte) []byte {
-	b = msgp.AppendArrayHeader(b, 9)
+	b = msgp.AppendArrayHeader(b, 8)
 	b = msgp.AppendUint(b, refVersion)
 	b = msgp.AppendBin(b, r.server[:])
 	b = msgp.AppendString(b, r.network)
@@ -54,7 +52,6 @@ func (r *ref) append(b []byte) []byte {
 	b = msgp.AppendUint(b, r.id)
 	b = msgp.AppendUint(b, uint64(r.kind))
 	b = msgp.AppendString(b, r.typeName)
-	b = msgp.AppendBin(b, r.authkey) // nil (not an empty bin) when there is none
 	return msgp.AppendUint(b, r.token)
 }
 
@@ -65,7 +62,7 @@ var errBadRef = errors.New("manager: malformed proxy reference")
 func parseRef(b []byte) (ref, error) {
 	var r ref
 	n, pos, err := msgp.ReadArrayHeader(b)
-	if err != nil || n != 9 {
+	if err != nil || n != 8 {
 		return r, errBadRef
 	}
 	next := func(read func([]byte) (int, error)) {
@@ -77,7 +74,7 @@ func parseRef(b []byte) (ref, error) {
 		pos += k
 	}
 	var version, kd uint64
-	var server, key []byte
+	var server []byte
 	next(func(b []byte) (k int, err error) { version, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { server, k, err = msgp.ReadBytes(b); return })
 	next(func(b []byte) (k int, err error) { r.network, k, err = msgp.ReadString(b); return })
@@ -85,7 +82,6 @@ func parseRef(b []byte) (ref, error) {
 	next(func(b []byte) (k int, err error) { r.id, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { kd, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { r.typeName, k, err = msgp.ReadString(b); return })
-	next(func(b []byte) (k int, err error) { key, k, err = msgp.ReadBytes(b); return })
 	next(func(b []byte) (k int, err error) { r.token, k, err = msgp.ReadUint(b); return })
 	if err != nil || pos != len(b) || version != refVersion || len(server) != len(r.server) ||
 		kd == 0 || kd >= uint64(kindEnd) || r.id == 0 {
@@ -93,9 +89,6 @@ func parseRef(b []byte) (ref, error) {
 	}
 	copy(r.server[:], server)
 	r.kind = kind(kd)
-	if key != nil {
-		r.authkey = append([]byte{}, key...)
-	}
 	return r, nil
 }
 
@@ -115,7 +108,7 @@ type proxy struct {
 // newBound makes a proxy for an object that this client has (or is about
 // to be granted) a reference to.
 func newBound(cl *client, r ref) *proxy {
-	r.authkey, r.token = nil, 0
+	r.token = 0
 	p := &proxy{ref: r}
 	p.attach(cl)
 	return p
@@ -241,9 +234,10 @@ const exportTimeout = 30 * time.Second
 // encode writes p as a proxy extension. Inside a request to p's own server
 // (a value stored in a Dict, say) the reference is bare: the server counts
 // it for the value that holds it. Anywhere else (a process argument, a
-// pipe, a queue, a value for another server) it carries the authkey and a
-// transfer token, which keeps the object alive until the receiver takes
-// its own reference.
+// pipe, a queue, a value for another server) it carries a transfer token,
+// which keeps the object alive until the receiver takes its own reference;
+// the receiver connects with the key it knows for the address (see
+// known.go).
 func (p *proxy) encode(enc *msgpack.Encoder) error {
 	if p == nil {
 		return enc.EncodeNil()
@@ -266,11 +260,11 @@ func (p *proxy) payload(w io.Writer) ([]byte, error) {
 	}
 	r := p.ref
 	if vb, ok := w.(*valueBuf); ok && vb.cl != nil && vb.cl.serverID == r.server {
-		r.authkey, r.token = nil, 0
+		r.token = 0
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
 		defer cancel()
-		rep, cl, err := p.call(ctx, opExport, 0, plain, nil)
+		rep, _, err := p.call(ctx, opExport, 0, plain, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -278,7 +272,7 @@ func (p *proxy) payload(w io.Writer) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("manager: bad export reply: %w", err)
 		}
-		r.authkey, r.token = cl.authkey, tok
+		r.token = tok
 	}
 	return r.append(nil), nil
 }
@@ -354,8 +348,9 @@ func unregisterClient(c *client) {
 }
 
 // lookupClient returns a live connection to r's server, dialling one if
-// there is none. The authkey is the one r carries, else this process's
-// (process.AuthKey, which children inherit).
+// there is none and this process knows the server's address (see
+// known.go): a proxy never makes this process dial an address it was not
+// told about with a key.
 func lookupClient(ctx context.Context, r *ref) (*client, error) {
 	registry.Lock()
 	defer registry.Unlock()
@@ -370,9 +365,9 @@ func lookupClient(ctx context.Context, r *ref) (*client, error) {
 		return live[0], nil
 	}
 	delete(registry.clients, r.server)
-	key := r.authkey
-	if key == nil {
-		key = process.AuthKey()
+	key, ok := knownKey(r.network, r.addr)
+	if !ok {
+		return nil, unknownManager(r)
 	}
 	c, err := dial(ctx, r.network, r.addr, key)
 	if err != nil {

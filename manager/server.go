@@ -7,18 +7,11 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/pipe"
 )
-
-// acceptors is the number of goroutines accepting connections. Accept runs
-// the authkey handshake inline, so a peer that connects and then says
-// nothing holds its acceptor for up to pipe.HandshakeTimeout; several keep
-// the door open for everyone else meanwhile.
-const acceptors = 4
 
 // server holds every shared object. One mutex guards all of them: each
 // operation is a few map or slice steps, far cheaper than the system calls
@@ -126,17 +119,17 @@ func newServer(network, addr string, maxMsg int) *server {
 func (s *server) serve(ctx context.Context, l *pipe.Listener) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var accepting sync.WaitGroup
-	for range acceptors {
-		accepting.Add(1)
-		go func() {
-			defer accepting.Done()
-			s.acceptLoop(ctx, l)
-		}()
-	}
+	// One accept loop is enough: the Listener runs every handshake in a
+	// goroutine of its own, so a silent peer holds up nobody (see
+	// pipe.MaxPendingHandshakes for the bound).
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		s.acceptLoop(ctx, l)
+	}()
 	<-ctx.Done()
 	l.Close()
-	accepting.Wait()
+	<-accepting
 	s.mu.Lock()
 	s.closing = true
 	conns := make([]*sconn, 0, len(s.conns))
@@ -157,15 +150,7 @@ func (s *server) acceptLoop(ctx context.Context, l *pipe.Listener) {
 			if ctx.Err() != nil || errors.Is(err, pipe.ErrClosed) {
 				return
 			}
-			if !errors.Is(err, pipe.ErrAuth) {
-				// Out of descriptors, say: do not spin.
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-			continue
+			continue // a failed handshake, or out of descriptors (the Listener paces its retries)
 		}
 		conn.SetMaxMessageSize(s.maxMsg)
 		c := &sconn{
@@ -900,6 +885,7 @@ func Serve(ctx context.Context, network, addr string, authkey []byte, opts ...Op
 	if network == "unix" {
 		os.Chmod(bound, 0o600)
 	}
+	remember(network, bound, key)
 	s := newServer(network, bound, o.maxMsg)
 	if o.listening != nil {
 		o.listening(network, bound)

@@ -1,0 +1,105 @@
+package manager_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/mpgo/multiprocessing/internal/testbin"
+	"github.com/mpgo/multiprocessing/internal/wire"
+	"github.com/mpgo/multiprocessing/manager"
+	"github.com/mpgo/multiprocessing/process"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// A proxy of manager A stored in manager B, or sent on a pipe, holds no
+// trace of A's key: whoever has B's key (or reads the pipe) learns nothing
+// that lets them into A.
+func TestProxyCarriesNoAuthKey(t *testing.T) {
+	ctx := testbin.Context(t)
+	keyA := make([]byte, 32)
+	rand.Read(keyA)
+	a := start(t, manager.WithAuthKey(keyA))
+	b := start(t)
+	d, err := manager.NewDict[string, int](ctx, a)
+	require.NoError(t, err)
+	defer d.Close()
+	holder, err := manager.NewDict[string, *manager.Dict[string, int]](ctx, b, manager.Named("holder"))
+	require.NoError(t, err)
+	defer holder.Close()
+	require.NoError(t, holder.Set(ctx, "a", d))
+	raw, err := manager.NewDict[string, msgpack.RawMessage](ctx, b, manager.Named("holder"))
+	require.NoError(t, err)
+	defer raw.Close()
+	stored, ok, err := raw.Get(ctx, "a")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.False(t, bytes.Contains(stored, keyA), "A's key is stored in B")
+
+	sent, files, err := wire.Marshal(d)
+	require.NoError(t, err)
+	files.Close()
+	assert.False(t, bytes.Contains(sent, keyA), "A's key travels with the proxy")
+	assert.False(t, bytes.Contains(sent, process.AuthKey()), "the process key travels with the proxy")
+
+	// The proxy still works where A is known.
+	got, ok, err := holder.Get(ctx, "a")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, got.Set(ctx, "k", 1))
+	got.Close()
+}
+
+type proxyArg struct {
+	D *manager.Dict[string, int]
+	// Network, Addr and Key are for Allow; empty: do not call it.
+	Network, Addr string
+	Key           []byte
+}
+
+// useProxy runs in a child: one call on the proxy it was given, after
+// Allow when told to.
+var useProxy = process.Register("test.useProxy", func(ctx context.Context, a proxyArg) error {
+	if a.Network != "" {
+		manager.Allow(a.Network, a.Addr, a.Key)
+	}
+	_, err := a.D.Add(ctx, "n", 1)
+	if err != nil && !errors.Is(err, manager.ErrUnknownManager) {
+		return fmt.Errorf("not ErrUnknownManager: %w", err)
+	}
+	return err
+})
+
+// A child inherits the managers its parent knows, with their keys, even a
+// TCP manager with a key of its own; a child that does not (its inherited
+// table removed) refuses the proxy until told with Allow.
+func TestChildKnowsParentsManagers(t *testing.T) {
+	ctx := testbin.Context(t)
+	key := []byte("not the process key")
+	m := start(t, manager.WithAuthKey(key), manager.WithAddress("tcp", "127.0.0.1:0"))
+	d, err := manager.NewDict[string, int](ctx, m)
+	require.NoError(t, err)
+	defer d.Close()
+	network, addr := m.Address()
+
+	run := func(arg proxyArg, opts ...process.Option) error {
+		p := process.New(useProxy, arg, opts...)
+		require.NoError(t, p.Start())
+		return p.Join(ctx)
+	}
+	require.NoError(t, run(proxyArg{D: d}), "a child could not use its parent's manager")
+	err = run(proxyArg{D: d}, process.WithEnv("MPGO_MANAGERS="))
+	var ee *process.ExitError
+	require.ErrorAs(t, err, &ee, "a proxy of an unknown manager was used")
+	assert.Contains(t, ee.Message, fmt.Sprintf("manager.Allow(%q, %q, key)", network, addr))
+	assert.NotContains(t, ee.Message, "not ErrUnknownManager")
+	require.NoError(t, run(proxyArg{D: d, Network: network, Addr: addr, Key: key}, process.WithEnv("MPGO_MANAGERS=")))
+	n, _, err := d.Get(ctx, "n")
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+}
