@@ -346,6 +346,10 @@ func (r *request) uint(u uint64) { r.tmp = msgp.AppendUint(r.tmp[:0], u); r.buf.
 func (r *request) int(i int64)   { r.tmp = msgp.AppendInt(r.tmp[:0], i); r.buf.Write(r.tmp) }
 func (r *request) str(s string)  { r.tmp = msgp.AppendString(r.tmp[:0], s); r.buf.Write(r.tmp) }
 func (r *request) nil()          { r.tmp = msgp.AppendNil(r.tmp[:0]); r.buf.Write(r.tmp) }
+func (r *request) arrayHeader(n int) {
+	r.tmp = msgp.AppendArrayHeader(r.tmp[:0], n)
+	r.buf.Write(r.tmp)
+}
 
 // value encodes a user value. The request is unusable after an error.
 func (r *request) value(v any) error {

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -110,10 +111,13 @@ func (d *Dict[K, V]) Pop(ctx context.Context, k K) (V, bool, error) {
 // Add adds delta to the number under k, atomically on the server, and
 // returns the new value; a missing key starts from zero. This is the
 // race-free `d[k] += delta` that Python needs a lock for. Integers add
-// exactly (ErrOverflow beyond int64/uint64), floats in float64 (float32
-// when V is float32); anything else is ErrNotNumber.
+// exactly, floats in float64 (float32 when V is float32); a sum that does
+// not fit V (an int8 past 127, a uint past zero, a float32 past its
+// largest value to an infinity) is ErrOverflow and the stored value is
+// unchanged (for an interface V: a sum beyond int64 and uint64). A value
+// or delta that is not a number is ErrNotNumber.
 func (d *Dict[K, V]) Add(ctx context.Context, k K, delta V) (V, error) {
-	rep, cl, err := d.p.call(ctx, opAdd, 2, plain, values(k, delta))
+	rep, cl, err := d.p.call(ctx, opAdd, 3, plain, values(k, delta, numTypeOf(reflect.TypeFor[V]())))
 	if err != nil {
 		var zero V
 		return zero, err

@@ -94,7 +94,7 @@ func (l *List[T]) Slice(ctx context.Context) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeAs[[]T](cl, rep)
+	return decodeSlice[T](cl, rep)
 }
 
 // Clear removes every item.

@@ -95,7 +95,7 @@ const (
 	opClear      // Dict, List, Event
 	opSetDefault // key, value
 	opPop        // Dict: key; List: index
-	opAdd        // Dict: key, delta; Array: index, delta; Value: delta
+	opAdd        // Dict: key, delta, numType; Array: index, delta, numType; Value: delta, numType
 	opCAS        // Dict: key, old, new, oldIsZero; Array: index, old, new; Value: old, new
 	opAppend     // List
 	opExtend     // List: array

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/internal/wire"
@@ -102,4 +104,48 @@ func TestChildKnowsParentsManagers(t *testing.T) {
 	n, _, err := d.Get(ctx, "n")
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
+}
+
+// Five hundred idle connections held open on the manager's TCP port (no
+// key needed to make them) do not lock legitimate clients out: Connect
+// still succeeds, each within a second.
+func TestIdleConnectionsDoNotLockOut(t *testing.T) {
+	const idle = 500
+	testbin.NeedFDs(t, idle)
+	ctx := testbin.Context(t)
+	m := start(t, manager.WithAddress("tcp", "127.0.0.1:0"))
+	network, addr := m.Address()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range idle {
+		c, err := net.Dial(network, addr)
+		require.NoError(t, err)
+		held = append(held, c)
+	}
+	for i := range 5 {
+		cctx, cancel := context.WithTimeout(ctx, time.Second+testbin.Slack)
+		start := time.Now()
+		c, err := manager.Connect(cctx, network, addr, nil)
+		cancel()
+		require.NoError(t, err, "connect %d with %d idle connections held", i, idle)
+		t.Logf("connect %d: %v", i, time.Since(start))
+		c.Close()
+	}
+}
+
+// The client's handshake lasts as long as its ctx allows, no longer.
+func TestConnectHonoursCtx(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	ctx, cancel := context.WithTimeout(testbin.Context(t), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = manager.Connect(ctx, "tcp", silent.Addr().String(), nil)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 300*time.Millisecond+testbin.Slack)
 }

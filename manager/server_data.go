@@ -223,11 +223,11 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		s.releaseValue(v)
 		c.ok(r.id, v, grants)
 	case opAdd:
-		if !args(r, 2) {
-			return bad("Add: want key, delta")
+		if !args(r, 2) && !args(r, 3) {
+			return bad("Add: want key, delta, type")
 		}
 		cur, _ := d.get(r.args[0])
-		sum, code, msg := add(cur, r.args[1])
+		sum, code, msg := add(cur, r.args[1:])
 		if code != codeOK {
 			return code, msg
 		}
@@ -267,15 +267,24 @@ func (s *server) releasePairs(pairs []kvPair) {
 	}
 }
 
-// add is Add on a stored value: the sum, encoded, or an error reply.
-func add(cur, delta []byte) ([]byte, int, string) {
+// add is Add on a stored value: the sum, encoded, or an error reply. args
+// are the delta and, optionally, the numType the sum must fit.
+func add(cur []byte, args [][]byte) ([]byte, int, string) {
 	if msgp.NextType(cur) == msgp.NilType {
 		cur = nil
 	}
-	sum, err := addNumbers(cur, delta)
+	t := numAny
+	if len(args) > 1 {
+		n, _, err := msgp.ReadUint(args[1])
+		if err != nil || n >= uint64(numEnd) {
+			return nil, codeBad, "Add: bad type"
+		}
+		t = numType(n)
+	}
+	sum, err := addTyped(cur, args[0], t)
 	switch {
 	case errors.Is(err, errOverflow):
-		return nil, codeOverflow, ""
+		return nil, codeOverflow, "the sum does not fit the value's type"
 	case err != nil:
 		return nil, codeNotNumber, ""
 	}
@@ -449,10 +458,10 @@ func (s *server) valueOp(c *sconn, r *sreq, o *object) (int, string) {
 		s.releaseValue(old)
 		c.ok(r.id, nil, nil)
 	case opAdd:
-		if !args(r, 1) {
-			return bad("Add: want delta")
+		if !args(r, 1) && !args(r, 2) {
+			return bad("Add: want delta, type")
 		}
-		sum, code, msg := add(o.val, r.args[0])
+		sum, code, msg := add(o.val, r.args)
 		if code != codeOK {
 			return code, msg
 		}

@@ -16,6 +16,32 @@ func decodeAs[T any](cl *client, rep reply) (T, error) {
 	return v, err
 }
 
+// decodeSlice decodes a reply's array as a []T item by item (a []byte
+// decoder wants a msgpack bin, not an array of numbers) and settles the
+// reply's grants.
+func decodeSlice[T any](cl *client, rep reply) ([]T, error) {
+	defer cl.settle(rep.grants)
+	if msgp.NextType(rep.payload) == msgp.NilType {
+		return nil, nil
+	}
+	n, pos, err := msgp.ReadArrayHeader(rep.payload)
+	if err != nil {
+		return nil, fmt.Errorf("manager: bad reply: %w", err)
+	}
+	out := make([]T, min(n, len(rep.payload)))
+	for i := range out {
+		k, err := msgp.Len(rep.payload[pos:])
+		if err != nil {
+			return nil, fmt.Errorf("manager: bad reply: %w", err)
+		}
+		if err := cl.decodeValue(rep.payload[pos:pos+k], &out[i]); err != nil {
+			return nil, err
+		}
+		pos += k
+	}
+	return out, nil
+}
+
 // decodeInt reads an integer result.
 func decodeInt(rep reply) (int, error) {
 	n, _, err := msgp.ReadInt(rep.payload)
