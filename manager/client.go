@@ -17,9 +17,12 @@ import (
 
 // unresponsive is how long a call whose ctx ended waits for the server's
 // answer (to the call, or to its cancel request) before the server is
-// presumed hung and the connection closed. A live server answers in a
-// round trip; this only matters for one that is stopped, not dead.
-var unresponsive = 10 * time.Second
+// presumed hung and the connection closed (every call on it then returns
+// ErrDisconnected; the server, if it wakes, releases what the connection
+// held, locks included). A live server answers in a round trip; this only
+// matters for one that is stopped, not dead, and keeps every call within
+// its ctx plus this bound.
+var unresponsive = 500 * time.Millisecond
 
 // client is one connection to a server, shared by every proxy of a process
 // that uses it, from any number of goroutines. Calls are multiplexed: each
@@ -563,6 +566,9 @@ func sendChunks(conn *pipe.Conn, out []byte, ends []int, max int) error {
 // decodeValue decodes a value from a reply of this client into v. Proxies
 // inside it attach to this client (see proxy.go).
 func (c *client) decodeValue(b []byte, v any) error {
+	if err := checkDecodeCost(b); err != nil {
+		return fmt.Errorf("manager: cannot decode into %T: %w", v, err)
+	}
 	rd := valueReaderPool.Get().(*valueReader)
 	rd.Reader.Reset(b)
 	rd.cl = c
@@ -590,3 +596,37 @@ var valueReaderPool = sync.Pool{New: func() any {
 	r.dec = msgpack.NewDecoder(r)
 	return r
 }}
+
+// Decoding allocates more than the bytes decoded, most of all for maps: an
+// empty map is one byte of msgpack and tens of bytes of Go map, so a
+// value of nothing but empty maps would make a 16 MiB reply take a
+// gigabyte to decode. A value's maps are therefore counted before it is
+// decoded, at mapCost bytes a map and pairCost a pair, and a value whose
+// maps would cost more than decodeFactor times its size (plus
+// decodeSlackBytes) is refused with ErrTooLarge. Values under
+// decodeSlackBytes are not counted: they cannot cost much.
+const (
+	decodeFactor     = 32
+	decodeSlackBytes = 1 << 20
+	mapCost          = 64
+	pairCost         = 32
+)
+
+func checkDecodeCost(b []byte) error {
+	if len(b) < decodeSlackBytes/decodeFactor {
+		return nil
+	}
+	budget := decodeFactor*len(b) + decodeSlackBytes
+	cost := 0
+	_, err := msgp.Walk(b, &msgp.Visitor{Map: func(pairs int) error {
+		cost += mapCost + pairCost*pairs
+		if cost > budget {
+			return ErrTooLarge
+		}
+		return nil
+	}})
+	if errors.Is(err, ErrTooLarge) {
+		return fmt.Errorf("%w: a %d-byte value holds maps that would take over %d bytes to decode", ErrTooLarge, len(b), budget)
+	}
+	return nil // a malformed value is the decoder's to report
+}

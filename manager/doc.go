@@ -123,7 +123,26 @@
 // ([WithMaxMessageSize]), stored values are validated msgpack, and
 // [Proxy.Call] reaches only the exported methods of types registered with
 // [Register] in the server's binary. Anyone who has the authkey can call
-// anything on the server, as in Python.
+// anything on the server, as in Python. Proxies carry no authkey (see
+// Passing proxies).
+//
+// Peers without the key cost little: each handshake runs in a goroutine
+// of its own, for at most [pipe.HandshakeTimeout] (10 s), and at most
+// [pipe.MaxPendingHandshakes] (256) are held at once, the oldest dropped
+// first when more arrive, so idle connections never lock legitimate
+// clients out. A client with the key makes the server hold, beyond the
+// objects it stores (which nothing bounds but memory, as in Python), the
+// frame being read and the replies not yet written: the server reads one
+// frame at a time per connection, stops running a batch's requests while
+// a message's worth of replies waits, and closes a connection that
+// announces a frame over the limit without reading it: about twice the
+// message size limit, 128 MiB at the default. Memory freed after large
+// frames or values is given back to the system within about 0.1 s.
+//
+// Decoding a value allocates more than its size, most of all for maps
+// (an empty map is one byte of msgpack): a reply value whose maps would
+// take more than 32 times its size (plus 1 MiB) to decode, counting 64
+// bytes a map and 32 a pair, is refused with [ErrTooLarge].
 //
 // # Caveats
 //
@@ -134,9 +153,11 @@
 //     the same key.
 //   - A call whose ctx ends still waits for the server's answer (a
 //     blocking call after asking the server to cancel it), so that no
-//     effect goes unreported; a server silent for 10 s after that is
+//     effect goes unreported; a server silent for 0.5 s after that is
 //     presumed hung (stopped, not dead) and the connection is closed:
-//     the call returns ctx's error and ErrDisconnected.
+//     the call returns ctx's error and ErrDisconnected, within its ctx
+//     plus 0.5 s. Condition.Wait is the exception: it returns holding the
+//     lock, however long that takes after its ctx ends.
 //   - Not wire-compatible with Python's managers (which speak pickle);
 //     only the authkey handshake is Python's.
 //   - A started server dies with this process, but only Close removes

@@ -30,7 +30,9 @@ var (
 	// ErrBadRequest is the server's answer to a request it cannot parse.
 	ErrBadRequest = errors.New("manager: malformed request")
 	// ErrTooLarge reports a request or reply over the message size limit
-	// (WithMaxMessageSize); nothing was sent.
+	// (WithMaxMessageSize; nothing was sent), or a value whose maps would
+	// take more than 32 times its size to decode (see Security in the
+	// package documentation).
 	ErrTooLarge = errors.New("manager: message too large")
 	// ErrUnknownManager is returned by the first call of a proxy received
 	// from elsewhere (a pipe, a queue, another manager's value) whose

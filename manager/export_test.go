@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"time"
 
 	"github.com/mpgo/multiprocessing/process"
 )
@@ -15,11 +14,3 @@ func Stats(ctx context.Context, m *Manager) (objects, conns, tokens int, err err
 
 // ServerProcess returns a started manager's server process.
 func ServerProcess(m *Manager) *process.Process { return m.proc }
-
-// SetUnresponsive changes how long a call whose ctx ended waits for a
-// silent server, and returns a function that restores it.
-func SetUnresponsive(d time.Duration) (restore func()) {
-	old := unresponsive
-	unresponsive = d
-	return func() { unresponsive = old }
-}

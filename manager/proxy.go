@@ -371,7 +371,9 @@ func lookupClient(ctx context.Context, r *ref) (*client, error) {
 	}
 	c, err := dial(ctx, r.network, r.addr, key)
 	if err != nil {
-		return nil, err
+		// The server is gone (or unreachable): the same error as a proxy
+		// that had connected before it went.
+		return nil, fmt.Errorf("%w: %w", ErrDisconnected, err)
 	}
 	if c.serverID != r.server {
 		c.Close()

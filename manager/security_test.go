@@ -149,3 +149,23 @@ func TestConnectHonoursCtx(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), 300*time.Millisecond+testbin.Slack)
 }
+
+// A proxy first used after its manager closed gets ErrDisconnected, as one
+// that had connected before.
+func TestProxyAfterManagerClose(t *testing.T) {
+	ctx := testbin.Context(t)
+	m, err := manager.Start(ctx)
+	require.NoError(t, err)
+	d, err := manager.NewDict[string, int](ctx, m)
+	require.NoError(t, err)
+	// As a child would receive it: decoded, not yet connected.
+	b, files, err := wire.Marshal(d)
+	require.NoError(t, err)
+	files.Close()
+	var fresh *manager.Dict[string, int]
+	require.NoError(t, wire.Unmarshal(b, nil, &fresh))
+	require.NoError(t, m.Close())
+	_, _, err = fresh.Get(ctx, "k")
+	assert.ErrorIs(t, err, manager.ErrDisconnected)
+	fresh.Close()
+}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/internal/wire"
@@ -35,9 +38,11 @@ type server struct {
 	conns   map[*sconn]struct{}
 	closing bool
 	freeing []*object // objects whose count reached zero, freed by drain
-	kicked  []*sconn  // connections with new replies (see collectKicked)
+	kicked  []*sconn  // connections with new replies (see kickWriters)
+	freed   int       // bytes of values freed since the last giveBackMemory
 
-	wg sync.WaitGroup
+	releasing atomic.Bool // a giveBackMemory is scheduled
+	wg        sync.WaitGroup
 }
 
 // token is a transfer token: a reference held for a proxy in transit.
@@ -153,6 +158,7 @@ func (s *server) acceptLoop(ctx context.Context, l *pipe.Listener) {
 			continue // a failed handshake, or out of descriptors (the Listener paces its retries)
 		}
 		conn.SetMaxMessageSize(s.maxMsg)
+		conn.RefuseOversize() // and the reader closes the connection
 		c := &sconn{
 			s:       s,
 			conn:    conn,
@@ -189,17 +195,46 @@ func (c *sconn) readLoop() {
 			// off and sees ErrDisconnected at once).
 			return
 		}
-		s.mu.Lock()
-		ok := s.runBatch(c, msg)
-		s.drain()
-		s.kickWriters(c)
-		s.mu.Unlock()
-		c.flush()
-		if !ok {
-			return
+		large := len(msg) >= largeFrame
+		for len(msg) > 0 {
+			s.mu.Lock()
+			rest, ok := s.runBatch(c, msg)
+			s.drain()
+			s.kickWriters(c)
+			large = s.tookFreed() || large
+			s.mu.Unlock()
+			c.flush()
+			if !ok {
+				return
+			}
+			msg = rest
+		}
+		if large {
+			s.giveBackMemory()
 		}
 	}
 }
+
+// largeFrame is the frame size from which the server gives memory back to
+// the system soon after using it (see giveBackMemory).
+const largeFrame = 1 << 20
+
+// giveBackMemory returns the memory freed since a large frame was read or
+// large values were freed to the system, within giveBackDelay: the Go
+// runtime alone returns it over minutes, and a server that took a few
+// 64 MiB frames would hold their RSS that long after its clients left.
+// Calls within the delay share one collection.
+func (s *server) giveBackMemory() {
+	if s.releasing.Swap(true) {
+		return
+	}
+	time.AfterFunc(giveBackDelay, func() {
+		s.releasing.Store(false)
+		debug.FreeOSMemory()
+	})
+}
+
+const giveBackDelay = 100 * time.Millisecond
 
 // writeLoop writes replies produced for this connection by other
 // connections' operations (a Release that hands the lock to a waiter of
@@ -258,7 +293,21 @@ func (c *sconn) shutdown() {
 	s.drain()
 	s.kickWriters(c)
 	close(c.kick)
+	large := s.tookFreed()
 	s.mu.Unlock()
+	if large {
+		s.giveBackMemory()
+	}
+}
+
+// tookFreed reports whether large values were freed since the last call.
+// Caller holds s.mu.
+func (s *server) tookFreed() bool {
+	if s.freed < largeFrame {
+		return false
+	}
+	s.freed = 0
+	return true
 }
 
 // request is one parsed request: args are raw msgpack values.
@@ -306,26 +355,33 @@ func parseRequest(b []byte, args [][]byte) (r sreq, n int, err error) {
 	return r, pos, nil
 }
 
-// runBatch runs every request of a batch. A malformed request gets an
+// runBatch runs the requests of a batch until the replies waiting to be
+// written reach the message size limit, and returns the requests left (the
+// caller writes the replies, then runs the rest): so a batch of many
+// requests with large replies never makes the server hold more than about
+// one message of replies for a connection. A malformed request gets an
 // error reply when its id could be read; the rest of the batch cannot be
-// located and is dropped. It returns false when the connection should be
+// located and is dropped. ok is false when the connection should be
 // closed. Caller holds s.mu.
-func (s *server) runBatch(c *sconn, msg []byte) bool {
+func (s *server) runBatch(c *sconn, msg []byte) (rest []byte, ok bool) {
 	var argbuf [8][]byte
 	for len(msg) > 0 {
 		r, n, err := parseRequest(msg, argbuf[:0])
 		if err != nil {
 			if r.id != 0 {
 				c.fail(r.id, codeBadRequest, "cannot parse the request")
-				return true
+				return nil, true
 			}
 			// Not even an id: nothing sane can be answered.
-			return false
+			return nil, false
 		}
 		msg = msg[n:]
 		s.handle(c, &r)
+		if c.unwritten() >= s.maxMsg {
+			return msg, true
+		}
 	}
-	return true
+	return nil, true
 }
 
 // handle runs one request. Caller holds s.mu.
@@ -730,6 +786,7 @@ func (s *server) storeArray(b []byte) ([][]byte, error) {
 // releaseValue drops the references of a value leaving the server.
 // Caller holds s.mu.
 func (s *server) releaseValue(v []byte) {
+	s.freed += len(v)
 	if !mayHoldProxy(v) {
 		return
 	}
@@ -783,6 +840,13 @@ func mayHoldProxy(v []byte) bool {
 		}
 	}
 	return false
+}
+
+// unwritten returns the size of the replies waiting to be written.
+func (c *sconn) unwritten() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.out)
 }
 
 // ok sends a success reply. Caller holds s.mu (or owns c exclusively).
