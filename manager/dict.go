@@ -24,8 +24,13 @@ func NewDict[K comparable, V any](ctx context.Context, m *Manager, opts ...Objec
 
 // Get returns the value under k and whether it was there.
 func (d *Dict[K, V]) Get(ctx context.Context, k K) (V, bool, error) {
+	return d.lookup(ctx, opGet, k)
+}
+
+// lookup runs Get or Pop: the value under k, and whether it was there.
+func (d *Dict[K, V]) lookup(ctx context.Context, o op, k K) (V, bool, error) {
 	var zero V
-	rep, cl, err := d.p.call(ctx, opGet, 1, plain, values(k))
+	rep, cl, err := d.p.call(ctx, o, 1, plain, values(k))
 	if err != nil {
 		return zero, false, err
 	}
@@ -96,16 +101,7 @@ func (d *Dict[K, V]) SetDefault(ctx context.Context, k K, v V) (V, error) {
 
 // Pop removes k and returns its value and whether it was there.
 func (d *Dict[K, V]) Pop(ctx context.Context, k K) (V, bool, error) {
-	var zero V
-	rep, cl, err := d.p.call(ctx, opPop, 1, plain, values(k))
-	if err != nil {
-		return zero, false, err
-	}
-	if rep.code == codeMissing {
-		return zero, false, nil
-	}
-	v, err := decodeAs[V](cl, rep)
-	return v, err == nil, err
+	return d.lookup(ctx, opPop, k)
 }
 
 // Add adds delta to the number under k, atomically on the server, and

@@ -71,10 +71,9 @@ func knownKey(network, addr string) ([]byte, bool) {
 }
 
 type knownEntry struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Network  string
-	Addr     string
-	Key      []byte
+	Network string
+	Addr    string
+	Key     []byte
 }
 
 func envCipher() (cipher.AEAD, error) {

@@ -209,7 +209,7 @@ func (p *proxy) call(ctx context.Context, o op, nargs int, mode callMode, build 
 		if errors.Is(err, ErrClosed) && p.closed.Load() {
 			return rep, nil, ErrClosed
 		}
-		return rep, nil, &opError{what: p.ref.kind.String() + "." + opName(o), err: err}
+		return rep, nil, &opError{what: p.ref.kind.String() + "." + o.String(), err: err}
 	}
 	return rep, cl, nil
 }
@@ -384,25 +384,6 @@ func lookupClient(ctx context.Context, r *ref) (*client, error) {
 	}
 	registry.clients[r.server] = append(registry.clients[r.server], c)
 	return c, nil
-}
-
-func opName(o op) string {
-	if n, ok := opNames[o]; ok {
-		return n
-	}
-	return fmt.Sprintf("op%d", o)
-}
-
-var opNames = map[op]string{
-	opHello: "Hello", opCreate: "New", opDecref: "Release", opRedeem: "Bind", opExport: "Export",
-	opGet: "Get", opSet: "Set", opDelete: "Delete", opLen: "Len", opKeys: "Keys", opItems: "Items",
-	opUpdate: "Update", opClear: "Clear", opSetDefault: "SetDefault", opPop: "Pop", opAdd: "Add",
-	opCAS: "CompareAndSwap", opAppend: "Append", opExtend: "Extend", opInsert: "Insert",
-	opRemove: "Remove", opIndex: "Index", opSlice: "Slice", opPut: "Put", opTryPut: "TryPut",
-	opTryGet: "TryGet", opEmpty: "Empty", opFull: "Full", opTaskDone: "TaskDone", opJoin: "Join",
-	opAcquire: "Acquire", opTryAcquire: "TryAcquire", opUnlock: "Release", opSemValue: "Value",
-	opWait: "Wait", opNotify: "Notify", opIsSet: "IsSet", opAbort: "Abort", opReset: "Reset",
-	opBroken: "Broken", opNWaiting: "NWaiting", opParties: "Parties", opCall: "Call",
 }
 
 // The generic proxy travels through the ext registry, so that a proxy

@@ -101,7 +101,7 @@ func valueError(err error) (int, string) {
 	if errors.Is(err, ErrNoObject) {
 		return codeNoObject, err.Error()
 	}
-	return codeBad, "value: " + err.Error()
+	return codeBadRequest, "value: " + err.Error()
 }
 
 func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
@@ -163,34 +163,8 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		if !args(r, 1) {
 			return bad("Update: want a map")
 		}
-		n, pos, err := msgp.ReadMapHeader(r.args[0])
-		if err != nil {
-			return bad("Update: want a map")
-		}
-		m := r.args[0]
-		pairs := make([]kvPair, 0, min(n, 1024))
-		for range n {
-			kl, _ := skipValue(m[pos:], nil)
-			k := m[pos : pos+kl]
-			pos += kl
-			vl, _ := skipValue(m[pos:], nil)
-			if err := checkKey(k); err != nil {
-				s.releasePairs(pairs)
-				return bad(err.Error())
-			}
-			k = canonical(k)
-			v, err := s.storeValue(m[pos : pos+vl])
-			if err != nil {
-				s.releasePairs(pairs)
-				return valueError(err)
-			}
-			pos += vl
-			pairs = append(pairs, kvPair{k, v})
-		}
-		for _, p := range pairs {
-			if old := d.set(p.k, p.v); old != nil {
-				s.releaseValue(old)
-			}
+		if code, msg := s.dictUpdate(d, r.args[0]); code != codeOK {
+			return code, msg
 		}
 		c.ok(r.id, nil, nil)
 	case opClear:
@@ -259,6 +233,40 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 	return codeOK, ""
 }
 
+// dictUpdate stores every pair of the msgpack map m in d, all or nothing:
+// every key and value is checked and stored before the first one goes in.
+func (s *server) dictUpdate(d *odict, m []byte) (int, string) {
+	n, pos, err := msgp.ReadMapHeader(m)
+	if err != nil {
+		return bad("Update: want a map")
+	}
+	pairs := make([]kvPair, 0, min(n, 1024))
+	for range n {
+		kl, _ := skipValue(m[pos:], nil)
+		k := m[pos : pos+kl]
+		pos += kl
+		vl, _ := skipValue(m[pos:], nil)
+		if err := checkKey(k); err != nil {
+			s.releasePairs(pairs)
+			return bad(err.Error())
+		}
+		k = canonical(k)
+		v, err := s.storeValue(m[pos : pos+vl])
+		if err != nil {
+			s.releasePairs(pairs)
+			return valueError(err)
+		}
+		pos += vl
+		pairs = append(pairs, kvPair{k, v})
+	}
+	for _, p := range pairs {
+		if old := d.set(p.k, p.v); old != nil {
+			s.releaseValue(old)
+		}
+	}
+	return codeOK, ""
+}
+
 type kvPair struct{ k, v []byte }
 
 func (s *server) releasePairs(pairs []kvPair) {
@@ -277,7 +285,7 @@ func add(cur []byte, args [][]byte) ([]byte, int, string) {
 	if len(args) > 1 {
 		n, _, err := msgp.ReadUint(args[1])
 		if err != nil || n >= uint64(numEnd) {
-			return nil, codeBad, "Add: bad type"
+			return nil, codeBadRequest, "Add: bad type"
 		}
 		t = numType(n)
 	}

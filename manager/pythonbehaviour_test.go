@@ -13,12 +13,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestPythonConformance21 is item 21 of the conformance list
-// (notes/python-multiprocessing.md, section 4): nested proxies see writes
-// made through their parents; calling a private method is an error; a
-// remote client with an authkey works from another process; a rapid
-// restart on the same address works.
-func TestPythonConformance21(t *testing.T) {
+// TestPythonManagerBehaviour checks behaviours of Python's managers that
+// CPython's test_multiprocessing checks too: a proxy read back from a
+// container is the same shared object, so writes through it are seen by
+// every other proxy (nested managed objects, bpo-6766); calling a method
+// whose name is not exported (Python: starts with an underscore) is
+// refused; a client in another process connects to a TCP server with the
+// server's authkey (test_remote); and a server restarted at once on the
+// same address accepts connections (test_rapid_restart).
+func TestPythonManagerBehaviour(t *testing.T) {
 	ctx := testbin.Context(t)
 	t.Run("nested proxies see writes through their parents", func(t *testing.T) {
 		m := start(t)
@@ -46,11 +49,11 @@ func TestPythonConformance21(t *testing.T) {
 	t.Run("a remote client with an authkey works from another process", func(t *testing.T) {
 		key := []byte("conformance")
 		addr, _ := serveRemote(t, key)
-		runChildren(t, ctx, addNamed, connectArg{Network: "tcp", Addr: addr, Key: key, Name: "c21", N: 3})
+		runChildren(t, ctx, addNamed, connectArg{Network: "tcp", Addr: addr, Key: key, Name: "remote", N: 3})
 		m, err := manager.Connect(ctx, "tcp", addr, key)
 		require.NoError(t, err)
 		defer m.Close()
-		d, err := manager.NewDict[string, int](ctx, m, manager.Named("c21"))
+		d, err := manager.NewDict[string, int](ctx, m, manager.Named("remote"))
 		require.NoError(t, err)
 		v, _, err := d.Get(ctx, "n")
 		require.NoError(t, err)
