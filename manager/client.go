@@ -12,6 +12,7 @@ import (
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/pipe"
+	"github.com/mpgo/multiprocessing/process"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -35,6 +36,10 @@ type client struct {
 	addr     string
 	serverID serverID
 	maxMsg   int
+	// familyKey is set when the server's key is process.AuthKey(), which
+	// every process of this family has: proxies of it carry a family
+	// mark (see familyMark).
+	familyKey bool
 
 	nextID atomic.Uint64
 
@@ -80,13 +85,14 @@ func dial(ctx context.Context, network, addr string, authkey []byte) (*client, e
 		return nil, fmt.Errorf("manager: connect %s %s: %w", network, addr, err)
 	}
 	c := &client{
-		conn:    conn,
-		network: network,
-		addr:    addr,
-		maxMsg:  defaultMaxMessage,
-		calls:   make(map[uint64]*call),
-		dead:    make(chan struct{}),
-		turn:    make(chan struct{}, 1),
+		familyKey: bytes.Equal(authkey, process.AuthKey()),
+		conn:      conn,
+		network:   network,
+		addr:      addr,
+		maxMsg:    defaultMaxMessage,
+		calls:     make(map[uint64]*call),
+		dead:      make(chan struct{}),
+		turn:      make(chan struct{}, 1),
 	}
 	c.refs.init()
 	r := c.request(opHello, 0, 2)

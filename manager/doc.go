@@ -74,11 +74,15 @@
 // connected to or serves, one its parent knew when it started the process
 // (children inherit the table, sealed under process.AuthKey(), through the
 // MPGO_MANAGERS environment variable), or one named with [Allow]. A proxy
-// of any other manager fails its first call with [ErrUnknownManager],
-// naming the address, and nothing is dialled: whoever can send this
-// process a proxy (a pipe peer, anyone with the key of a manager it reads
-// values from) can neither learn a key nor make it present one to an
-// address of their choosing.
+// of a manager whose key is process.AuthKey() (the default) also carries
+// an HMAC of the manager's address under that key, which every process of
+// the program can check and nobody else can make: such proxies work in
+// any process of the program, however they got there (a queue from a
+// child to its parent, say). A proxy of any other manager fails its first
+// call with [ErrUnknownManager], naming the address, and nothing is
+// dialled: whoever can send this process a proxy (a pipe peer, anyone with
+// the key of a manager it reads values from) can neither learn a key nor
+// make it present one to an address of their choosing.
 //
 // # Object lifetime
 //

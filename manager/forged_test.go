@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -38,24 +39,27 @@ func TestForgedProxyDialsNothing(t *testing.T) {
 	b, err := Start(ctx)
 	require.NoError(t, err)
 	defer b.Close()
-	forged := ref{server: newServerID(), network: "tcp", addr: attacker.Addr().String(), id: 1, kind: kindDict, token: 7}
-	payload := forged.append(nil)
-	ext := append([]byte{0xc7, byte(len(payload)), byte(wire.ExtProxy)}, payload...)
 	raw, err := NewDict[string, msgpack.RawMessage](ctx, b, Named("mailbox"))
 	require.NoError(t, err)
 	defer raw.Close()
-	require.NoError(t, raw.Set(ctx, "evil", ext))
-
 	victim, err := NewDict[string, *Dict[string, int]](ctx, b, Named("mailbox"))
 	require.NoError(t, err)
 	defer victim.Close()
-	p, ok, err := victim.Get(ctx, "evil")
-	require.NoError(t, err)
-	require.True(t, ok)
-	_, _, err = p.Get(ctx, "x")
-	require.ErrorIs(t, err, ErrUnknownManager)
-	assert.Contains(t, err.Error(), attacker.Addr().String())
-	assert.Contains(t, err.Error(), "manager.Allow(")
+	// Without a family mark, and with one made without process.AuthKey().
+	for _, mark := range [][]byte{nil, bytes.Repeat([]byte{1}, 32)} {
+		forged := ref{server: newServerID(), network: "tcp", addr: attacker.Addr().String(), id: 1, kind: kindDict, token: 7, mark: mark}
+		payload := forged.append(nil)
+		ext := append([]byte{0xc7, byte(len(payload)), byte(wire.ExtProxy)}, payload...)
+		require.NoError(t, raw.Set(ctx, "evil", ext))
+		p, ok, err := victim.Get(ctx, "evil")
+		require.NoError(t, err)
+		require.True(t, ok)
+		_, _, err = p.Get(ctx, "x")
+		require.ErrorIs(t, err, ErrUnknownManager)
+		assert.Contains(t, err.Error(), attacker.Addr().String())
+		assert.Contains(t, err.Error(), "manager.Allow(")
+		p.Close()
+	}
 	time.Sleep(50 * time.Millisecond) // a dial, had there been one, has landed
 	assert.Zero(t, dialled.Load(), "the victim dialled the forged address")
 }

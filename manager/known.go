@@ -3,6 +3,7 @@ package manager
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -21,7 +22,10 @@ import (
 // that arrives from elsewhere connects only to a manager this process
 // knows: one it started, connected to, serves, or was told about with
 // Allow, each with its key. Children inherit what their parent knows (see
-// envKnown), so proxies passed to child processes work as before.
+// envKnown), and a proxy of a manager whose key is process.AuthKey()
+// carries a mark that only processes of this family can make (see
+// familyMark), so proxies passed between the processes of a program work
+// as before.
 
 // known is this process's table of managers, by address.
 var known struct {
@@ -132,6 +136,25 @@ func exportKnownLocked() {
 	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
 	os.Setenv(envKnown, base64.StdEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, nil)))
+}
+
+// familyMark proves that the proxy's sender holds process.AuthKey() and
+// that the manager it points to demands that key: an HMAC of the manager's
+// address and identity under the key. A proxy of such a manager (the
+// default key) can then travel between processes of one family by any
+// path, a queue from a child to its parent say, and its receiver connects
+// with its own process.AuthKey(), as Python's proxies do; a proxy forged
+// by anyone without the key carries no valid mark and is refused, and the
+// mark reveals nothing about the key.
+func familyMark(r *ref) []byte {
+	m := hmac.New(sha256.New, process.AuthKey())
+	m.Write([]byte("mpgo manager address\x00"))
+	m.Write([]byte(r.network))
+	m.Write([]byte{0})
+	m.Write([]byte(r.addr))
+	m.Write([]byte{0})
+	m.Write(r.server[:])
+	return m.Sum(nil)
 }
 
 // unknownManager is the error of a proxy whose manager this process does

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/internal/wire"
+	"github.com/mpgo/multiprocessing/process"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -39,12 +41,13 @@ type ref struct {
 	kind     kind
 	typeName string
 	token    uint64 // 0 inside values stored on the server
+	mark     []byte // see familyMark; nil inside values stored on the server
 }
 
 const refVersion = 2
 
 func (r *ref) append(b []byte) []byte {
-	b = msgp.AppendArrayHeader(b, 8)
+	b = msgp.AppendArrayHeader(b, 9)
 	b = msgp.AppendUint(b, refVersion)
 	b = msgp.AppendBin(b, r.server[:])
 	b = msgp.AppendString(b, r.network)
@@ -52,7 +55,8 @@ func (r *ref) append(b []byte) []byte {
 	b = msgp.AppendUint(b, r.id)
 	b = msgp.AppendUint(b, uint64(r.kind))
 	b = msgp.AppendString(b, r.typeName)
-	return msgp.AppendUint(b, r.token)
+	b = msgp.AppendUint(b, r.token)
+	return msgp.AppendBin(b, r.mark) // nil (not an empty bin) when there is none
 }
 
 var errBadRef = errors.New("manager: malformed proxy reference")
@@ -62,7 +66,7 @@ var errBadRef = errors.New("manager: malformed proxy reference")
 func parseRef(b []byte) (ref, error) {
 	var r ref
 	n, pos, err := msgp.ReadArrayHeader(b)
-	if err != nil || n != 8 {
+	if err != nil || n != 9 {
 		return r, errBadRef
 	}
 	next := func(read func([]byte) (int, error)) {
@@ -74,7 +78,7 @@ func parseRef(b []byte) (ref, error) {
 		pos += k
 	}
 	var version, kd uint64
-	var server []byte
+	var server, mark []byte
 	next(func(b []byte) (k int, err error) { version, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { server, k, err = msgp.ReadBytes(b); return })
 	next(func(b []byte) (k int, err error) { r.network, k, err = msgp.ReadString(b); return })
@@ -83,12 +87,16 @@ func parseRef(b []byte) (ref, error) {
 	next(func(b []byte) (k int, err error) { kd, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { r.typeName, k, err = msgp.ReadString(b); return })
 	next(func(b []byte) (k int, err error) { r.token, k, err = msgp.ReadUint(b); return })
+	next(func(b []byte) (k int, err error) { mark, k, err = msgp.ReadBytes(b); return })
 	if err != nil || pos != len(b) || version != refVersion || len(server) != len(r.server) ||
 		kd == 0 || kd >= uint64(kindEnd) || r.id == 0 {
 		return ref{}, errBadRef
 	}
 	copy(r.server[:], server)
 	r.kind = kind(kd)
+	if mark != nil {
+		r.mark = append([]byte{}, mark...)
+	}
 	return r, nil
 }
 
@@ -108,7 +116,7 @@ type proxy struct {
 // newBound makes a proxy for an object that this client has (or is about
 // to be granted) a reference to.
 func newBound(cl *client, r ref) *proxy {
-	r.token = 0
+	r.token, r.mark = 0, nil
 	p := &proxy{ref: r}
 	p.attach(cl)
 	return p
@@ -260,11 +268,11 @@ func (p *proxy) payload(w io.Writer) ([]byte, error) {
 	}
 	r := p.ref
 	if vb, ok := w.(*valueBuf); ok && vb.cl != nil && vb.cl.serverID == r.server {
-		r.token = 0
+		r.token, r.mark = 0, nil
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
 		defer cancel()
-		rep, _, err := p.call(ctx, opExport, 0, plain, nil)
+		rep, cl, err := p.call(ctx, opExport, 0, plain, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -273,6 +281,9 @@ func (p *proxy) payload(w io.Writer) ([]byte, error) {
 			return nil, fmt.Errorf("manager: bad export reply: %w", err)
 		}
 		r.token = tok
+		if cl.familyKey {
+			r.mark = familyMark(&r)
+		}
 	}
 	return r.append(nil), nil
 }
@@ -366,6 +377,9 @@ func lookupClient(ctx context.Context, r *ref) (*client, error) {
 	}
 	delete(registry.clients, r.server)
 	key, ok := knownKey(r.network, r.addr)
+	if !ok && r.mark != nil && hmac.Equal(r.mark, familyMark(r)) {
+		key, ok = process.AuthKey(), true
+	}
 	if !ok {
 		return nil, unknownManager(r)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/manager"
+	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -168,4 +169,57 @@ func TestProxyAfterManagerClose(t *testing.T) {
 	_, _, err = fresh.Get(ctx, "k")
 	assert.ErrorIs(t, err, manager.ErrDisconnected)
 	fresh.Close()
+}
+
+type sendBackArg struct {
+	Out  *pipe.Conn
+	Done *pipe.Conn
+}
+
+// startAndSend runs in a child: it starts a manager of its own (default
+// key), sends the parent a proxy of a Dict on it, and keeps the manager
+// up until the parent says it is done.
+var startAndSend = process.Register("test.startAndSend", func(ctx context.Context, a sendBackArg) error {
+	m, err := manager.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	d, err := manager.NewDict[string, int](ctx, m)
+	if err != nil {
+		return err
+	}
+	if err := d.Set(ctx, "from", 7); err != nil {
+		return err
+	}
+	if err := a.Out.Send(d); err != nil {
+		return err
+	}
+	var done bool
+	return a.Done.Recv(&done)
+})
+
+// A proxy of a manager with the default key (process.AuthKey()) works in
+// any process of the program, whichever way it came: here from a child
+// that started the manager, to its parent, which never heard of it.
+func TestFamilyProxyFromChild(t *testing.T) {
+	ctx := testbin.Context(t)
+	out, childOut, err := pipe.Pipe()
+	require.NoError(t, err)
+	defer out.Close()
+	done, childDone, err := pipe.Pipe()
+	require.NoError(t, err)
+	defer done.Close()
+	p := process.New(startAndSend, sendBackArg{Out: childOut, Done: childDone})
+	require.NoError(t, p.Start())
+	childOut.Close()
+	childDone.Close()
+	var d *manager.Dict[string, int]
+	require.NoError(t, out.Recv(&d))
+	v, _, err := d.Get(ctx, "from")
+	require.NoError(t, err)
+	assert.Equal(t, 7, v)
+	d.Close()
+	require.NoError(t, done.Send(true))
+	require.NoError(t, p.Join(ctx))
 }
