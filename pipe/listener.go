@@ -48,7 +48,7 @@ type Listener struct {
 	wg     sync.WaitGroup // the accept loop and the handshakes
 
 	mu          sync.Mutex
-	handshaking list.List // *pending, oldest first
+	handshaking list.List // *pending, oldest first; guarded by mu
 
 	closed chan struct{}
 	once   sync.Once
@@ -110,8 +110,13 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	default:
 	}
 	l.start.Do(func() {
-		l.wg.Add(1)
-		go l.acceptLoop()
+		// Under mu, against Close: no loop starts once Close waits.
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.ctx.Err() == nil {
+			l.wg.Add(1)
+			go l.acceptLoop()
+		}
 	})
 	select {
 	case c := <-l.ready:
@@ -234,7 +239,9 @@ func (l *Listener) Close() error {
 	var err error
 	l.once.Do(func() {
 		close(l.closed)
+		l.mu.Lock()
 		l.cancel()
+		l.mu.Unlock()
 		err = l.l.Close()
 		l.wg.Wait()
 	})
