@@ -14,3 +14,6 @@ func Stats(ctx context.Context, m *Manager) (objects, conns, tokens int, err err
 
 // ServerProcess returns a started manager's server process.
 func ServerProcess(m *Manager) *process.Process { return m.proc }
+
+// SocketDir returns the private socket directory of a started manager.
+func SocketDir(m *Manager) string { return m.dir }
