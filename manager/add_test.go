@@ -116,3 +116,17 @@ func TestArrayOfBytes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, n)
 }
+
+// A List of bytes is a list of numbers too.
+func TestListOfBytes(t *testing.T) {
+	ctx := testbin.Context(t)
+	m := start(t)
+	l, err := manager.NewList[byte](ctx, m)
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, l.Extend(ctx, []byte{1, 2}))
+	require.NoError(t, l.Append(ctx, 250))
+	got, err := l.Slice(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []byte{1, 2, 250}, got)
+}

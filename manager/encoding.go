@@ -76,6 +76,21 @@ func values(vs ...any) func(r *request) error {
 	}
 }
 
+// itemsOf returns a request builder that encodes items as one msgpack
+// array, item by item: a []byte would otherwise travel as one msgpack bin,
+// not an array of numbers.
+func itemsOf[T any](items []T) func(r *request) error {
+	return func(r *request) error {
+		r.arrayHeader(len(items))
+		for _, it := range items {
+			if err := r.value(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // isZero reports whether v is its type's zero value (a missing key or an
 // unset slot compares equal to it in CompareAndSwap).
 func isZero[V any](v V) bool {

@@ -79,17 +79,7 @@ func NewArray[T any](ctx context.Context, m *Manager, items []T, opts ...ObjectO
 	if items == nil {
 		items = []T{}
 	}
-	// Item by item: a []byte would otherwise travel as one msgpack bin,
-	// not an array of numbers.
-	p, err := m.create(ctx, kindArray, opts, "", func(r *request) error {
-		r.arrayHeader(len(items))
-		for _, it := range items {
-			if err := r.value(it); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	p, err := m.create(ctx, kindArray, opts, "", itemsOf(items))
 	if err != nil {
 		return nil, err
 	}
