@@ -12,14 +12,18 @@ import (
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/pipe"
+	"github.com/mpgo/multiprocessing/process"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
 // unresponsive is how long a call whose ctx ended waits for the server's
 // answer (to the call, or to its cancel request) before the server is
-// presumed hung and the connection closed. A live server answers in a
-// round trip; this only matters for one that is stopped, not dead.
-var unresponsive = 10 * time.Second
+// presumed hung and the connection closed (every call on it then returns
+// ErrDisconnected; the server, if it wakes, releases what the connection
+// held, locks included). A live server answers in a round trip; this only
+// matters for one that is stopped, not dead, and keeps every call within
+// its ctx plus this bound.
+var unresponsive = 500 * time.Millisecond
 
 // client is one connection to a server, shared by every proxy of a process
 // that uses it, from any number of goroutines. Calls are multiplexed: each
@@ -30,9 +34,12 @@ type client struct {
 	conn     *pipe.Conn
 	network  string
 	addr     string
-	authkey  []byte
 	serverID serverID
 	maxMsg   int
+	// familyKey is set when the server's key is process.AuthKey(), which
+	// every process of this family has: proxies of it carry a family
+	// mark (see familyMark).
+	familyKey bool
 
 	nextID atomic.Uint64
 
@@ -78,14 +85,14 @@ func dial(ctx context.Context, network, addr string, authkey []byte) (*client, e
 		return nil, fmt.Errorf("manager: connect %s %s: %w", network, addr, err)
 	}
 	c := &client{
-		conn:    conn,
-		network: network,
-		addr:    addr,
-		authkey: append([]byte(nil), authkey...),
-		maxMsg:  defaultMaxMessage,
-		calls:   make(map[uint64]*call),
-		dead:    make(chan struct{}),
-		turn:    make(chan struct{}, 1),
+		familyKey: bytes.Equal(authkey, process.AuthKey()),
+		conn:      conn,
+		network:   network,
+		addr:      addr,
+		maxMsg:    defaultMaxMessage,
+		calls:     make(map[uint64]*call),
+		dead:      make(chan struct{}),
+		turn:      make(chan struct{}, 1),
 	}
 	c.refs.init()
 	r := c.request(opHello, 0, 2)
@@ -348,6 +355,10 @@ func (r *request) uint(u uint64) { r.tmp = msgp.AppendUint(r.tmp[:0], u); r.buf.
 func (r *request) int(i int64)   { r.tmp = msgp.AppendInt(r.tmp[:0], i); r.buf.Write(r.tmp) }
 func (r *request) str(s string)  { r.tmp = msgp.AppendString(r.tmp[:0], s); r.buf.Write(r.tmp) }
 func (r *request) nil()          { r.tmp = msgp.AppendNil(r.tmp[:0]); r.buf.Write(r.tmp) }
+func (r *request) arrayHeader(n int) {
+	r.tmp = msgp.AppendArrayHeader(r.tmp[:0], n)
+	r.buf.Write(r.tmp)
+}
 
 // value encodes a user value. The request is unusable after an error.
 func (r *request) value(v any) error {
@@ -561,6 +572,9 @@ func sendChunks(conn *pipe.Conn, out []byte, ends []int, max int) error {
 // decodeValue decodes a value from a reply of this client into v. Proxies
 // inside it attach to this client (see proxy.go).
 func (c *client) decodeValue(b []byte, v any) error {
+	if err := checkDecodeCost(b); err != nil {
+		return fmt.Errorf("manager: cannot decode into %T: %w", v, err)
+	}
 	rd := valueReaderPool.Get().(*valueReader)
 	rd.Reader.Reset(b)
 	rd.cl = c

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -23,8 +24,13 @@ func NewDict[K comparable, V any](ctx context.Context, m *Manager, opts ...Objec
 
 // Get returns the value under k and whether it was there.
 func (d *Dict[K, V]) Get(ctx context.Context, k K) (V, bool, error) {
+	return d.lookup(ctx, opGet, k)
+}
+
+// lookup runs Get or Pop: the value under k, and whether it was there.
+func (d *Dict[K, V]) lookup(ctx context.Context, o op, k K) (V, bool, error) {
 	var zero V
-	rep, cl, err := d.p.call(ctx, opGet, 1, plain, values(k))
+	rep, cl, err := d.p.call(ctx, o, 1, plain, values(k))
 	if err != nil {
 		return zero, false, err
 	}
@@ -95,25 +101,19 @@ func (d *Dict[K, V]) SetDefault(ctx context.Context, k K, v V) (V, error) {
 
 // Pop removes k and returns its value and whether it was there.
 func (d *Dict[K, V]) Pop(ctx context.Context, k K) (V, bool, error) {
-	var zero V
-	rep, cl, err := d.p.call(ctx, opPop, 1, plain, values(k))
-	if err != nil {
-		return zero, false, err
-	}
-	if rep.code == codeMissing {
-		return zero, false, nil
-	}
-	v, err := decodeAs[V](cl, rep)
-	return v, err == nil, err
+	return d.lookup(ctx, opPop, k)
 }
 
 // Add adds delta to the number under k, atomically on the server, and
 // returns the new value; a missing key starts from zero. This is the
 // race-free `d[k] += delta` that Python needs a lock for. Integers add
-// exactly (ErrOverflow beyond int64/uint64), floats in float64 (float32
-// when V is float32); anything else is ErrNotNumber.
+// exactly, floats in float64 (float32 when V is float32); a sum that does
+// not fit V (an int8 past 127, a uint past zero, a float32 past its
+// largest value to an infinity) is ErrOverflow and the stored value is
+// unchanged (for an interface V: a sum beyond int64 and uint64). A value
+// or delta that is not a number is ErrNotNumber.
 func (d *Dict[K, V]) Add(ctx context.Context, k K, delta V) (V, error) {
-	rep, cl, err := d.p.call(ctx, opAdd, 2, plain, values(k, delta))
+	rep, cl, err := d.p.call(ctx, opAdd, 3, plain, values(k, delta, numTypeOf(reflect.TypeFor[V]())))
 	if err != nil {
 		var zero V
 		return zero, err

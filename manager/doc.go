@@ -65,11 +65,24 @@
 // A proxy is a handle: pass it to a child process as (part of) its
 // argument, send it over a pipe or a queue, or store it as a value of
 // another shared object, and it arrives working; a proxy read back from a
-// Dict or List is a proxy (nested shared objects). A proxy that arrives
-// in a process with no connection to its server dials one on first use,
-// with the authkey the proxy carries (outside the manager's own values) or
-// the process's own. Decoded into an interface-typed value, a proxy is a
-// generic [*Proxy].
+// Dict or List is a proxy (nested shared objects). Decoded into an
+// interface-typed value, a proxy is a generic [*Proxy].
+//
+// A proxy never carries an authkey. One that arrives in a process with no
+// connection to its server dials one on first use, but only to a manager
+// the process knows, with the key it knows for it: one it started,
+// connected to or serves, one its parent knew when it started the process
+// (children inherit the table, sealed under process.AuthKey(), through the
+// MPGO_MANAGERS environment variable), or one named with [Allow]. A proxy
+// of a manager whose key is process.AuthKey() (the default) also carries
+// an HMAC of the manager's address under that key, which every process of
+// the program can check and nobody else can make: such proxies work in
+// any process of the program, however they got there (a queue from a
+// child to its parent, say). A proxy of any other manager fails its first
+// call with [ErrUnknownManager], naming the address, and nothing is
+// dialled: whoever can send this process a proxy (a pipe peer, anyone with
+// the key of a manager it reads values from) can neither learn a key nor
+// make it present one to an address of their choosing.
 //
 // # Object lifetime
 //
@@ -114,7 +127,26 @@
 // ([WithMaxMessageSize]), stored values are validated msgpack, and
 // [Proxy.Call] reaches only the exported methods of types registered with
 // [Register] in the server's binary. Anyone who has the authkey can call
-// anything on the server, as in Python.
+// anything on the server, as in Python. Proxies carry no authkey (see
+// Passing proxies).
+//
+// Peers without the key cost little: each handshake runs in a goroutine
+// of its own, for at most [pipe.HandshakeTimeout] (10 s), and at most
+// [pipe.MaxPendingHandshakes] (256) are held at once, the oldest dropped
+// first when more arrive, so idle connections never lock legitimate
+// clients out. A client with the key makes the server hold, beyond the
+// objects it stores (which nothing bounds but memory, as in Python), the
+// frame being read and the replies not yet written: the server reads one
+// frame at a time per connection, stops running a batch's requests while
+// a message's worth of replies waits, and closes a connection that
+// announces a frame over the limit without reading it: about twice the
+// message size limit, 128 MiB at the default. Memory freed after large
+// frames or values is given back to the system within about 0.1 s.
+//
+// Decoding a value allocates more than its size, most of all for maps
+// (an empty map is one byte of msgpack): a reply value whose maps would
+// take more than 32 times its size (plus 1 MiB) to decode, counting 64
+// bytes a map and 32 a pair, is refused with [ErrTooLarge].
 //
 // # Caveats
 //
@@ -125,9 +157,11 @@
 //     the same key.
 //   - A call whose ctx ends still waits for the server's answer (a
 //     blocking call after asking the server to cancel it), so that no
-//     effect goes unreported; a server silent for 10 s after that is
+//     effect goes unreported; a server silent for 0.5 s after that is
 //     presumed hung (stopped, not dead) and the connection is closed:
-//     the call returns ctx's error and ErrDisconnected.
+//     the call returns ctx's error and ErrDisconnected, within its ctx
+//     plus 0.5 s. Condition.Wait is the exception: it returns holding the
+//     lock, however long that takes after its ctx ends.
 //   - Not wire-compatible with Python's managers (which speak pickle);
 //     only the authkey handshake is Python's.
 //   - A started server dies with this process, but only Close removes

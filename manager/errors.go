@@ -30,8 +30,15 @@ var (
 	// ErrBadRequest is the server's answer to a request it cannot parse.
 	ErrBadRequest = errors.New("manager: malformed request")
 	// ErrTooLarge reports a request or reply over the message size limit
-	// (WithMaxMessageSize); nothing was sent.
+	// (WithMaxMessageSize; nothing was sent), or a value whose maps would
+	// take more than 32 times its size to decode (see Security in the
+	// package documentation).
 	ErrTooLarge = errors.New("manager: message too large")
+	// ErrUnknownManager is returned by the first call of a proxy received
+	// from elsewhere (a pipe, a queue, another manager's value) whose
+	// manager this process does not know: proxies carry no authkey, and
+	// this process connects only where it was told to (see Allow).
+	ErrUnknownManager = errors.New("manager: proxy of a manager this process does not know")
 	// ErrNoAuthKey is returned by Serve for a TCP address with an empty
 	// authkey: anyone who can reach the port could run calls.
 	ErrNoAuthKey = errors.New("manager: serving TCP needs a non-empty authkey")

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"time"
 
 	"github.com/mpgo/multiprocessing/process"
 )
@@ -16,10 +15,5 @@ func Stats(ctx context.Context, m *Manager) (objects, conns, tokens int, err err
 // ServerProcess returns a started manager's server process.
 func ServerProcess(m *Manager) *process.Process { return m.proc }
 
-// SetUnresponsive changes how long a call whose ctx ended waits for a
-// silent server, and returns a function that restores it.
-func SetUnresponsive(d time.Duration) (restore func()) {
-	old := unresponsive
-	unresponsive = d
-	return func() { unresponsive = old }
-}
+// SocketDir returns the private socket directory of a started manager.
+func SocketDir(m *Manager) string { return m.dir }

@@ -99,7 +99,7 @@ func FuzzServerBatch(f *testing.F) {
 		// objects may remain.
 		c.conn = nil
 		s.mu.Lock()
-		closeForTest(s, c)
+		s.forget(c)
 		for _, o := range s.objects {
 			if o.name == "" {
 				t.Fatalf("object %d (%s, %d refs) outlived its only connection", o.id, o.kind, o.refs)
@@ -107,29 +107,6 @@ func FuzzServerBatch(f *testing.F) {
 		}
 		s.mu.Unlock()
 	})
-}
-
-// closeForTest is sconn.shutdown without a socket. Caller holds s.mu.
-func closeForTest(s *server, c *sconn) {
-	c.closed = true
-	delete(s.conns, c)
-	for _, w := range c.waiting {
-		s.cancelWaiter(w, false)
-	}
-	c.waiting = nil
-	for o := range c.owned {
-		s.ownerDied(o, c)
-	}
-	for _, t := range c.tokens {
-		delete(s.tokens, t.id)
-		s.decref(t.obj, 1)
-	}
-	for id, n := range c.holds {
-		if o := s.objects[id]; o != nil {
-			s.decref(o, n)
-		}
-	}
-	s.drain()
 }
 
 // FuzzSkipValue: the value walker never panics and never claims more

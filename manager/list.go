@@ -27,10 +27,7 @@ func (l *List[T]) Append(ctx context.Context, v T) error {
 
 // Extend adds vs at the end, atomically.
 func (l *List[T]) Extend(ctx context.Context, vs []T) error {
-	if vs == nil {
-		vs = []T{}
-	}
-	return noResult(l.p.call(ctx, opExtend, 1, plain, values(vs)))
+	return noResult(l.p.call(ctx, opExtend, 1, plain, itemsOf(vs)))
 }
 
 // Insert puts v before index i; as in Python, an index past either end
@@ -94,7 +91,7 @@ func (l *List[T]) Slice(ctx context.Context) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeAs[[]T](cl, rep)
+	return decodeSlice[T](cl, rep)
 }
 
 // Clear removes every item.

@@ -108,11 +108,13 @@ func TestMalformedRequests(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF)
 	c.Close()
 
-	// A frame over the limit: closed without reading it.
+	// A frame over the limit: closed without reading it (so the send may
+	// fail with a broken pipe; TestOversizeFrameCloses checks that
+	// nothing of it is read).
 	c = dial()
-	require.NoError(t, c.SendBytes(make([]byte, 100<<10)))
+	c.SendBytes(make([]byte, 100<<10))
 	_, err = c.RecvBytes()
-	assert.ErrorIs(t, err, io.EOF)
+	assert.Error(t, err)
 	c.Close()
 
 	// A frame cut short by the peer's exit.
@@ -169,6 +171,6 @@ func TestDeepValues(t *testing.T) {
 	assert.Equal(t, codeOK, replies[4].code)
 	assert.Equal(t, nested(msgp.MaxDepth), replies[4].payload)
 	s.mu.Lock()
-	closeForTest(s, c)
+	s.forget(c)
 	s.mu.Unlock()
 }

@@ -235,6 +235,7 @@ func Start(ctx context.Context, opts ...Option) (*Manager, error) {
 		}
 		return fail(fmt.Errorf("manager: start: %s", r.Err))
 	}
+	remember(network, r.Addr, key)
 	cl, err := dial(ctx, network, r.Addr, key)
 	if err != nil {
 		return fail(err)
@@ -247,10 +248,12 @@ func Start(ctx context.Context, opts ...Option) (*Manager, error) {
 // Serve'd) at network and addr, as Python's BaseManager.connect. authkey
 // nil means process.AuthKey(); a wrong key is an error matching ErrAuth.
 func Connect(ctx context.Context, network, addr string, authkey []byte) (*Manager, error) {
-	cl, err := dial(ctx, network, addr, keyOrDefault(authkey))
+	key := keyOrDefault(authkey)
+	cl, err := dial(ctx, network, addr, key)
 	if err != nil {
 		return nil, err
 	}
+	remember(network, addr, key)
 	registerClient(cl)
 	return &Manager{cl: cl, network: network, addr: addr}, nil
 }

@@ -211,6 +211,14 @@ func TestRegisteredType(t *testing.T) {
 	err = c.Call(ctx, "Panic", nil)
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, re.Message, "deliberate")
+	// The panic value and the frames of the method called, not the
+	// server's goroutine stack.
+	assert.Contains(t, re.Message, "(*counter).Panic")
+	assert.Contains(t, re.Message, "nested_test.go:")
+	assert.NotContains(t, re.Message, "goroutine ")
+	assert.NotContains(t, re.Message, "reflect.")
+	assert.NotContains(t, re.Message, "manager.(*server)")
+	assert.NotContains(t, re.Message, "runtime/debug")
 
 	// A method taking a ctx sees the caller's cancellation.
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)

@@ -95,7 +95,7 @@ const (
 	opClear      // Dict, List, Event
 	opSetDefault // key, value
 	opPop        // Dict: key; List: index
-	opAdd        // Dict: key, delta; Array: index, delta; Value: delta
+	opAdd        // Dict: key, delta, numType; Array: index, delta, numType; Value: delta, numType
 	opCAS        // Dict: key, old, new, oldIsZero; Array: index, old, new; Value: old, new
 	opAppend     // List
 	opExtend     // List: array
@@ -130,3 +130,24 @@ const (
 	// Registered types.
 	opCall // method, args array (blocking: runs outside the server lock)
 )
+
+// opNames are the names errors give operations: the method the caller
+// used where there is one.
+var opNames = map[op]string{
+	opHello: "Hello", opCreate: "New", opDecref: "Release", opRedeem: "Bind", opExport: "Export",
+	opGet: "Get", opSet: "Set", opDelete: "Delete", opLen: "Len", opKeys: "Keys", opItems: "Items",
+	opUpdate: "Update", opClear: "Clear", opSetDefault: "SetDefault", opPop: "Pop", opAdd: "Add",
+	opCAS: "CompareAndSwap", opAppend: "Append", opExtend: "Extend", opInsert: "Insert",
+	opRemove: "Remove", opIndex: "Index", opSlice: "Slice", opPut: "Put", opTryPut: "TryPut",
+	opTryGet: "TryGet", opEmpty: "Empty", opFull: "Full", opTaskDone: "TaskDone", opJoin: "Join",
+	opAcquire: "Acquire", opTryAcquire: "TryAcquire", opUnlock: "Release", opSemValue: "Value",
+	opWait: "Wait", opNotify: "Notify", opIsSet: "IsSet", opAbort: "Abort", opReset: "Reset",
+	opBroken: "Broken", opNWaiting: "NWaiting", opParties: "Parties", opCall: "Call",
+}
+
+func (o op) String() string {
+	if n, ok := opNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("op%d", uint8(o))
+}

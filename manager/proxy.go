@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -30,8 +31,8 @@ func newServerID() serverID {
 }
 
 // ref is what a proxy carries to another process: where the server is,
-// which object, and, when it travels outside the manager's own values, the
-// authkey and a transfer token (see lifetime.go).
+// which object, and, when it travels outside the manager's own values, a
+// transfer token (see lifetime.go). Never an authkey (see known.go).
 type ref struct {
 	server   serverID
 	network  string
@@ -39,11 +40,11 @@ type ref struct {
 	id       uint64
 	kind     kind
 	typeName string
-	authkey  []byte // nil inside values stored on the server
 	token    uint64 // 0 inside values stored on the server
+	mark     []byte // see familyMark; nil inside values stored on the server
 }
 
-const refVersion = 1
+const refVersion = 2
 
 func (r *ref) append(b []byte) []byte {
 	b = msgp.AppendArrayHeader(b, 9)
@@ -54,8 +55,8 @@ func (r *ref) append(b []byte) []byte {
 	b = msgp.AppendUint(b, r.id)
 	b = msgp.AppendUint(b, uint64(r.kind))
 	b = msgp.AppendString(b, r.typeName)
-	b = msgp.AppendBin(b, r.authkey) // nil (not an empty bin) when there is none
-	return msgp.AppendUint(b, r.token)
+	b = msgp.AppendUint(b, r.token)
+	return msgp.AppendBin(b, r.mark) // nil (not an empty bin) when there is none
 }
 
 var errBadRef = errors.New("manager: malformed proxy reference")
@@ -77,7 +78,7 @@ func parseRef(b []byte) (ref, error) {
 		pos += k
 	}
 	var version, kd uint64
-	var server, key []byte
+	var server, mark []byte
 	next(func(b []byte) (k int, err error) { version, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { server, k, err = msgp.ReadBytes(b); return })
 	next(func(b []byte) (k int, err error) { r.network, k, err = msgp.ReadString(b); return })
@@ -85,16 +86,16 @@ func parseRef(b []byte) (ref, error) {
 	next(func(b []byte) (k int, err error) { r.id, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { kd, k, err = msgp.ReadUint(b); return })
 	next(func(b []byte) (k int, err error) { r.typeName, k, err = msgp.ReadString(b); return })
-	next(func(b []byte) (k int, err error) { key, k, err = msgp.ReadBytes(b); return })
 	next(func(b []byte) (k int, err error) { r.token, k, err = msgp.ReadUint(b); return })
+	next(func(b []byte) (k int, err error) { mark, k, err = msgp.ReadBytes(b); return })
 	if err != nil || pos != len(b) || version != refVersion || len(server) != len(r.server) ||
 		kd == 0 || kd >= uint64(kindEnd) || r.id == 0 {
 		return ref{}, errBadRef
 	}
 	copy(r.server[:], server)
 	r.kind = kind(kd)
-	if key != nil {
-		r.authkey = append([]byte{}, key...)
+	if mark != nil {
+		r.mark = append([]byte{}, mark...)
 	}
 	return r, nil
 }
@@ -115,7 +116,7 @@ type proxy struct {
 // newBound makes a proxy for an object that this client has (or is about
 // to be granted) a reference to.
 func newBound(cl *client, r ref) *proxy {
-	r.authkey, r.token = nil, 0
+	r.token, r.mark = 0, nil
 	p := &proxy{ref: r}
 	p.attach(cl)
 	return p
@@ -216,7 +217,7 @@ func (p *proxy) call(ctx context.Context, o op, nargs int, mode callMode, build 
 		if errors.Is(err, ErrClosed) && p.closed.Load() {
 			return rep, nil, ErrClosed
 		}
-		return rep, nil, &opError{what: p.ref.kind.String() + "." + opName(o), err: err}
+		return rep, nil, &opError{what: p.ref.kind.String() + "." + o.String(), err: err}
 	}
 	return rep, cl, nil
 }
@@ -241,9 +242,10 @@ const exportTimeout = 30 * time.Second
 // encode writes p as a proxy extension. Inside a request to p's own server
 // (a value stored in a Dict, say) the reference is bare: the server counts
 // it for the value that holds it. Anywhere else (a process argument, a
-// pipe, a queue, a value for another server) it carries the authkey and a
-// transfer token, which keeps the object alive until the receiver takes
-// its own reference.
+// pipe, a queue, a value for another server) it carries a transfer token,
+// which keeps the object alive until the receiver takes its own reference;
+// the receiver connects with the key it knows for the address (see
+// known.go).
 func (p *proxy) encode(enc *msgpack.Encoder) error {
 	if p == nil {
 		return enc.EncodeNil()
@@ -266,7 +268,7 @@ func (p *proxy) payload(w io.Writer) ([]byte, error) {
 	}
 	r := p.ref
 	if vb, ok := w.(*valueBuf); ok && vb.cl != nil && vb.cl.serverID == r.server {
-		r.authkey, r.token = nil, 0
+		r.token, r.mark = 0, nil
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
 		defer cancel()
@@ -278,7 +280,10 @@ func (p *proxy) payload(w io.Writer) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("manager: bad export reply: %w", err)
 		}
-		r.authkey, r.token = cl.authkey, tok
+		r.token = tok
+		if cl.familyKey {
+			r.mark = familyMark(&r)
+		}
 	}
 	return r.append(nil), nil
 }
@@ -354,8 +359,9 @@ func unregisterClient(c *client) {
 }
 
 // lookupClient returns a live connection to r's server, dialling one if
-// there is none. The authkey is the one r carries, else this process's
-// (process.AuthKey, which children inherit).
+// there is none and this process knows the server's address (see
+// known.go): a proxy never makes this process dial an address it was not
+// told about with a key.
 func lookupClient(ctx context.Context, r *ref) (*client, error) {
 	registry.Lock()
 	defer registry.Unlock()
@@ -370,13 +376,18 @@ func lookupClient(ctx context.Context, r *ref) (*client, error) {
 		return live[0], nil
 	}
 	delete(registry.clients, r.server)
-	key := r.authkey
-	if key == nil {
-		key = process.AuthKey()
+	key, ok := knownKey(r.network, r.addr)
+	if !ok && r.mark != nil && hmac.Equal(r.mark, familyMark(r)) {
+		key, ok = process.AuthKey(), true
+	}
+	if !ok {
+		return nil, unknownManager(r)
 	}
 	c, err := dial(ctx, r.network, r.addr, key)
 	if err != nil {
-		return nil, err
+		// The server is gone (or unreachable): the same error as a proxy
+		// that had connected before it went.
+		return nil, fmt.Errorf("%w: %w", ErrDisconnected, err)
 	}
 	if c.serverID != r.server {
 		c.Close()
@@ -387,25 +398,6 @@ func lookupClient(ctx context.Context, r *ref) (*client, error) {
 	}
 	registry.clients[r.server] = append(registry.clients[r.server], c)
 	return c, nil
-}
-
-func opName(o op) string {
-	if n, ok := opNames[o]; ok {
-		return n
-	}
-	return fmt.Sprintf("op%d", o)
-}
-
-var opNames = map[op]string{
-	opHello: "Hello", opCreate: "New", opDecref: "Release", opRedeem: "Bind", opExport: "Export",
-	opGet: "Get", opSet: "Set", opDelete: "Delete", opLen: "Len", opKeys: "Keys", opItems: "Items",
-	opUpdate: "Update", opClear: "Clear", opSetDefault: "SetDefault", opPop: "Pop", opAdd: "Add",
-	opCAS: "CompareAndSwap", opAppend: "Append", opExtend: "Extend", opInsert: "Insert",
-	opRemove: "Remove", opIndex: "Index", opSlice: "Slice", opPut: "Put", opTryPut: "TryPut",
-	opTryGet: "TryGet", opEmpty: "Empty", opFull: "Full", opTaskDone: "TaskDone", opJoin: "Join",
-	opAcquire: "Acquire", opTryAcquire: "TryAcquire", opUnlock: "Release", opSemValue: "Value",
-	opWait: "Wait", opNotify: "Notify", opIsSet: "IsSet", opAbort: "Abort", opReset: "Reset",
-	opBroken: "Broken", opNWaiting: "NWaiting", opParties: "Parties", opCall: "Call",
 }
 
 // The generic proxy travels through the ext registry, so that a proxy

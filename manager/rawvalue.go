@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"math/bits"
+	"reflect"
 	"sort"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
@@ -100,6 +102,27 @@ func (n number) big() *big.Int {
 	return big.NewInt(n.i)
 }
 
+// addTyped is addNumbers with the sum checked against type t.
+func addTyped(cur, delta []byte, t numType) ([]byte, error) {
+	sum, err := addNumbers(cur, delta)
+	if err != nil || t == numAny {
+		return sum, err
+	}
+	s, err := readNumber(sum)
+	if err != nil {
+		return nil, err
+	}
+	var c number
+	if cur != nil {
+		c, _ = readNumber(cur)
+	}
+	d, _ := readNumber(delta)
+	if !t.fits(s, c, d) {
+		return nil, errOverflow
+	}
+	return sum, nil
+}
+
 // addNumbers adds the msgpack numbers cur and delta and returns the sum,
 // encoded. The result takes the delta's format, which is the format of the
 // caller's value type: a float32 delta gives a float32, a float64 delta a
@@ -141,6 +164,92 @@ func addNumbers(cur, delta []byte) ([]byte, error) {
 		return msgp.AppendUint(nil, s.Uint64()), nil
 	}
 	return nil, errOverflow
+}
+
+// numType is the Go type of the values an Add works on, sent by the client
+// with the request (the server only sees msgpack numbers): the sum must
+// fit it, else the Add is errOverflow and nothing changes. numAny (V is an
+// interface) checks only what msgpack can hold.
+type numType uint8
+
+const (
+	numAny numType = iota
+	numInt8
+	numInt16
+	numInt32
+	numInt64
+	numUint8
+	numUint16
+	numUint32
+	numUint64
+	numFloat32
+	numFloat64
+	numEnd
+)
+
+// numTypeOf returns the numType of Go type t.
+func numTypeOf(t reflect.Type) numType {
+	switch t.Kind() {
+	case reflect.Int8:
+		return numInt8
+	case reflect.Int16:
+		return numInt16
+	case reflect.Int32:
+		return numInt32
+	case reflect.Int64:
+		return numInt64
+	case reflect.Int:
+		return numInt8 + numType(bits.Len(uint(t.Size()))-1) // int32 or int64
+	case reflect.Uint8:
+		return numUint8
+	case reflect.Uint16:
+		return numUint16
+	case reflect.Uint32:
+		return numUint32
+	case reflect.Uint64:
+		return numUint64
+	case reflect.Uint, reflect.Uintptr:
+		return numUint8 + numType(bits.Len(uint(t.Size()))-1)
+	case reflect.Float32:
+		return numFloat32
+	case reflect.Float64:
+		return numFloat64
+	}
+	return numAny
+}
+
+// fits reports whether the sum s (of cur and delta) fits type t: an
+// integer within its range, a float not rounded to an infinity that
+// neither operand was.
+func (t numType) fits(s, cur, delta number) bool {
+	if s.isFloat() {
+		return !math.IsInf(s.f, 0) || math.IsInf(cur.float(), 0) || math.IsInf(delta.float(), 0)
+	}
+	var lo, hi float64 // exact for the bounds compared below
+	switch t {
+	case numInt8:
+		lo, hi = math.MinInt8, math.MaxInt8
+	case numInt16:
+		lo, hi = math.MinInt16, math.MaxInt16
+	case numInt32:
+		lo, hi = math.MinInt32, math.MaxInt32
+	case numInt64:
+		return s.kind == msgp.IntType || s.u <= math.MaxInt64
+	case numUint8:
+		lo, hi = 0, math.MaxUint8
+	case numUint16:
+		lo, hi = 0, math.MaxUint16
+	case numUint32:
+		lo, hi = 0, math.MaxUint32
+	case numUint64:
+		return s.kind == msgp.UintType || s.i >= 0
+	default:
+		return true
+	}
+	if s.kind == msgp.UintType {
+		return lo <= float64(s.u) && float64(s.u) <= hi
+	}
+	return lo <= float64(s.i) && float64(s.i) <= hi
 }
 
 func (n number) int64() (int64, bool) {

@@ -5,20 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
-	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/pipe"
 )
-
-// acceptors is the number of goroutines accepting connections. Accept runs
-// the authkey handshake inline, so a peer that connects and then says
-// nothing holds its acceptor for up to pipe.HandshakeTimeout; several keep
-// the door open for everyone else meanwhile.
-const acceptors = 4
 
 // server holds every shared object. One mutex guards all of them: each
 // operation is a few map or slice steps, far cheaper than the system calls
@@ -42,16 +37,11 @@ type server struct {
 	conns   map[*sconn]struct{}
 	closing bool
 	freeing []*object // objects whose count reached zero, freed by drain
-	kicked  []*sconn  // connections with new replies (see collectKicked)
+	kicked  []*sconn  // connections with new replies (see kickWriters)
+	freed   int       // bytes of values freed since the last giveBackMemory
 
-	wg sync.WaitGroup
-}
-
-// token is a transfer token: a reference held for a proxy in transit.
-type token struct {
-	id    uint64
-	obj   *object
-	owner *sconn
+	releasing atomic.Bool // a giveBackMemory is scheduled
+	wg        sync.WaitGroup
 }
 
 // object is one shared object; the field for its kind is set.
@@ -126,17 +116,17 @@ func newServer(network, addr string, maxMsg int) *server {
 func (s *server) serve(ctx context.Context, l *pipe.Listener) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var accepting sync.WaitGroup
-	for range acceptors {
-		accepting.Add(1)
-		go func() {
-			defer accepting.Done()
-			s.acceptLoop(ctx, l)
-		}()
-	}
+	// One accept loop is enough: the Listener runs every handshake in a
+	// goroutine of its own, so a silent peer holds up nobody (see
+	// pipe.MaxPendingHandshakes for the bound).
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		s.acceptLoop(ctx, l)
+	}()
 	<-ctx.Done()
 	l.Close()
-	accepting.Wait()
+	<-accepting
 	s.mu.Lock()
 	s.closing = true
 	conns := make([]*sconn, 0, len(s.conns))
@@ -157,17 +147,10 @@ func (s *server) acceptLoop(ctx context.Context, l *pipe.Listener) {
 			if ctx.Err() != nil || errors.Is(err, pipe.ErrClosed) {
 				return
 			}
-			if !errors.Is(err, pipe.ErrAuth) {
-				// Out of descriptors, say: do not spin.
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-			continue
+			continue // a failed handshake, or out of descriptors (the Listener paces its retries)
 		}
 		conn.SetMaxMessageSize(s.maxMsg)
+		conn.RefuseOversize() // and the reader closes the connection
 		c := &sconn{
 			s:       s,
 			conn:    conn,
@@ -204,17 +187,46 @@ func (c *sconn) readLoop() {
 			// off and sees ErrDisconnected at once).
 			return
 		}
-		s.mu.Lock()
-		ok := s.runBatch(c, msg)
-		s.drain()
-		s.kickWriters(c)
-		s.mu.Unlock()
-		c.flush()
-		if !ok {
-			return
+		large := len(msg) >= largeFrame
+		for len(msg) > 0 {
+			s.mu.Lock()
+			rest, ok := s.runBatch(c, msg)
+			s.drain()
+			s.kickWriters(c)
+			large = s.tookFreed() || large
+			s.mu.Unlock()
+			c.flush()
+			if !ok {
+				return
+			}
+			msg = rest
+		}
+		if large {
+			s.giveBackMemory()
 		}
 	}
 }
+
+// largeFrame is the frame size from which the server gives memory back to
+// the system soon after using it (see giveBackMemory).
+const largeFrame = 1 << 20
+
+// giveBackMemory returns the memory freed since a large frame was read or
+// large values were freed to the system, within giveBackDelay: the Go
+// runtime alone returns it over minutes, and a server that took a few
+// 64 MiB frames would hold their RSS that long after its clients left.
+// Calls within the delay share one collection.
+func (s *server) giveBackMemory() {
+	if s.releasing.Swap(true) {
+		return
+	}
+	time.AfterFunc(giveBackDelay, func() {
+		s.releasing.Store(false)
+		debug.FreeOSMemory()
+	})
+}
+
+const giveBackDelay = 100 * time.Millisecond
 
 // writeLoop writes replies produced for this connection by other
 // connections' operations (a Release that hands the lock to a waiter of
@@ -244,12 +256,24 @@ func (s *server) kickWriters(self *sconn) {
 	s.kicked = s.kicked[:0]
 }
 
-// shutdown forgets a closed connection: its parked calls, references,
-// tokens and locks.
+// shutdown closes a connection's socket and forgets it.
 func (c *sconn) shutdown() {
 	s := c.s
 	c.conn.Close()
 	s.mu.Lock()
+	s.forget(c)
+	large := s.tookFreed()
+	s.mu.Unlock()
+	if large {
+		s.giveBackMemory()
+	}
+}
+
+// forget drops everything a closed connection had on the server: its
+// parked calls, its references and tokens (freeing what nothing else
+// refers to), and its locks (their next owner hears ErrOwnerDied). It
+// ends c's writer. Caller holds s.mu.
+func (s *server) forget(c *sconn) {
 	c.closed = true
 	delete(s.conns, c)
 	for _, w := range c.waiting {
@@ -273,7 +297,16 @@ func (c *sconn) shutdown() {
 	s.drain()
 	s.kickWriters(c)
 	close(c.kick)
-	s.mu.Unlock()
+}
+
+// tookFreed reports whether large values were freed since the last call.
+// Caller holds s.mu.
+func (s *server) tookFreed() bool {
+	if s.freed < largeFrame {
+		return false
+	}
+	s.freed = 0
+	return true
 }
 
 // request is one parsed request: args are raw msgpack values.
@@ -321,45 +354,40 @@ func parseRequest(b []byte, args [][]byte) (r sreq, n int, err error) {
 	return r, pos, nil
 }
 
-// runBatch runs every request of a batch. A malformed request gets an
+// runBatch runs the requests of a batch until the replies waiting to be
+// written reach the message size limit, and returns the requests left (the
+// caller writes the replies, then runs the rest): so a batch of many
+// requests with large replies never makes the server hold more than about
+// one message of replies for a connection. A malformed request gets an
 // error reply when its id could be read; the rest of the batch cannot be
-// located and is dropped. It returns false when the connection should be
+// located and is dropped. ok is false when the connection should be
 // closed. Caller holds s.mu.
-func (s *server) runBatch(c *sconn, msg []byte) bool {
+func (s *server) runBatch(c *sconn, msg []byte) (rest []byte, ok bool) {
 	var argbuf [8][]byte
 	for len(msg) > 0 {
 		r, n, err := parseRequest(msg, argbuf[:0])
 		if err != nil {
 			if r.id != 0 {
 				c.fail(r.id, codeBadRequest, "cannot parse the request")
-				return true
+				return nil, true
 			}
 			// Not even an id: nothing sane can be answered.
-			return false
+			return nil, false
 		}
 		msg = msg[n:]
 		s.handle(c, &r)
+		if c.unwritten() >= s.maxMsg {
+			return msg, true
+		}
 	}
-	return true
+	return nil, true
 }
 
 // handle runs one request. Caller holds s.mu.
 func (s *server) handle(c *sconn, r *sreq) {
 	switch r.op {
 	case opHello:
-		if len(r.args) < 1 {
-			c.fail(r.id, codeBadRequest, "hello: want the protocol version")
-			return
-		}
-		if v, _, err := msgp.ReadUint(r.args[0]); err != nil || v != protocolVersion {
-			c.fail(r.id, codeBadRequest, fmt.Sprintf("client speaks manager protocol %s, this server %d: rebuild both from the same source", numText(r.args[0]), protocolVersion))
-			return
-		}
-		b := msgp.AppendArrayHeader(nil, 3)
-		b = msgp.AppendUint(b, protocolVersion)
-		b = msgp.AppendBin(b, s.id[:])
-		b = msgp.AppendUint(b, uint64(s.maxMsg))
-		c.ok(r.id, b, nil)
+		s.hello(c, r)
 		return
 	case opCreate:
 		s.create(c, r)
@@ -376,11 +404,7 @@ func (s *server) handle(c *sconn, r *sreq) {
 		}
 		return
 	case opStats:
-		b := msgp.AppendArrayHeader(nil, 3)
-		b = msgp.AppendUint(b, uint64(len(s.objects)))
-		b = msgp.AppendUint(b, uint64(len(s.conns)))
-		b = msgp.AppendUint(b, uint64(len(s.tokens)))
-		c.ok(r.id, b, nil)
+		s.stats(c, r)
 		return
 	}
 	o := s.objects[r.obj]
@@ -389,53 +413,76 @@ func (s *server) handle(c *sconn, r *sreq) {
 		return
 	}
 	if r.op == opExport {
-		s.nextTok++
-		t := &token{id: s.nextTok, obj: o, owner: c}
-		s.tokens[t.id] = t
-		c.tokens[t.id] = t
-		o.refs++
-		c.ok(r.id, msgp.AppendUint(nil, t.id), nil)
+		s.export(c, r, o)
 		return
 	}
-	var code int
-	var msg string
-	switch o.kind {
-	case kindDict, kindNamespace:
-		code, msg = s.dictOp(c, r, o)
-	case kindList:
-		code, msg = s.listOp(c, r, o)
-	case kindValue:
-		code, msg = s.valueOp(c, r, o)
-	case kindArray:
-		code, msg = s.arrayOp(c, r, o)
-	case kindQueue, kindJoinable:
-		code, msg = s.queueOp(c, r, o)
-	case kindLock, kindRLock:
-		code, msg = s.lockOp(c, r, o)
-	case kindSemaphore, kindBoundedSemaphore:
-		code, msg = s.semOp(c, r, o)
-	case kindCondition:
-		code, msg = s.condOp(c, r, o)
-	case kindEvent:
-		code, msg = s.eventOp(c, r, o)
-	case kindBarrier:
-		code, msg = s.barrierOp(c, r, o)
-	case kindObject:
-		code, msg = s.customOp(c, r, o)
-	}
-	if code >= codeFirstError {
+	if code, msg := handlers[o.kind](s, c, r, o); code >= codeFirstError {
 		c.fail(r.id, code, msg)
 	}
 }
 
-// errBad is what a handler returns for arguments it cannot use.
-const codeBad = codeBadRequest
+// handler runs the operations of one kind of object: r on o, for c. Caller
+// holds s.mu.
+//
+// The contract: a handler that returns codeOK has already replied (c.ok,
+// c.reply) or parked the call as a waiter, to be answered by whichever
+// operation frees it; a handler that returns an error code has not
+// replied, and handle sends the error reply with msg. So a handler never
+// both replies and returns an error, and every call gets exactly one
+// answer.
+type handler func(s *server, c *sconn, r *sreq, o *object) (code int, msg string)
 
-func bad(what string) (int, string) { return codeBad, what }
+var handlers = [kindEnd]handler{
+	kindDict:             (*server).dictOp,
+	kindNamespace:        (*server).dictOp,
+	kindList:             (*server).listOp,
+	kindValue:            (*server).valueOp,
+	kindArray:            (*server).arrayOp,
+	kindQueue:            (*server).queueOp,
+	kindJoinable:         (*server).queueOp,
+	kindLock:             (*server).lockOp,
+	kindRLock:            (*server).lockOp,
+	kindSemaphore:        (*server).semOp,
+	kindBoundedSemaphore: (*server).semOp,
+	kindCondition:        (*server).condOp,
+	kindEvent:            (*server).eventOp,
+	kindBarrier:          (*server).barrierOp,
+	kindObject:           (*server).customOp,
+}
 
-// unknownOp is the handlers' answer to an op their kind does not have.
+// bad is a handler's answer to arguments it cannot use.
+func bad(what string) (int, string) { return codeBadRequest, what }
+
+// unknownOp is a handler's answer to an op its kind does not have.
 func unknownOp(r *sreq, o *object) (int, string) {
-	return codeBadRequest, fmt.Sprintf("%s has no operation %s", o.kind, opName(r.op))
+	return codeBadRequest, fmt.Sprintf("%s has no operation %s", o.kind, r.op)
+}
+
+// hello checks the client's protocol version and tells it the server's
+// identity and message size limit.
+func (s *server) hello(c *sconn, r *sreq) {
+	if len(r.args) < 1 {
+		c.fail(r.id, codeBadRequest, "hello: want the protocol version")
+		return
+	}
+	if v, _, err := msgp.ReadUint(r.args[0]); err != nil || v != protocolVersion {
+		c.fail(r.id, codeBadRequest, fmt.Sprintf("client speaks manager protocol %s, this server %d: rebuild both from the same source", numText(r.args[0]), protocolVersion))
+		return
+	}
+	b := msgp.AppendArrayHeader(nil, 3)
+	b = msgp.AppendUint(b, protocolVersion)
+	b = msgp.AppendBin(b, s.id[:])
+	b = msgp.AppendUint(b, uint64(s.maxMsg))
+	c.ok(r.id, b, nil)
+}
+
+// stats reports the object, connection and token counts (for tests).
+func (s *server) stats(c *sconn, r *sreq) {
+	b := msgp.AppendArrayHeader(nil, 3)
+	b = msgp.AppendUint(b, uint64(len(s.objects)))
+	b = msgp.AppendUint(b, uint64(len(s.conns)))
+	b = msgp.AppendUint(b, uint64(len(s.tokens)))
+	c.ok(r.id, b, nil)
 }
 
 func (s *server) create(c *sconn, r *sreq) {
@@ -505,13 +552,13 @@ func (s *server) initObject(c *sconn, o *object, param []byte) (int, string) {
 	case kindValue:
 		v, err := s.storeValue(param)
 		if err != nil {
-			return codeBad, err.Error()
+			return codeBadRequest, err.Error()
 		}
 		o.val = v
 	case kindArray:
 		items, err := s.storeArray(param)
 		if err != nil {
-			return codeBad, err.Error()
+			return codeBadRequest, err.Error()
 		}
 		o.items = items
 	case kindQueue, kindJoinable:
@@ -531,7 +578,7 @@ func (s *server) initObject(c *sconn, o *object, param []byte) (int, string) {
 	case kindCondition:
 		id, _, err := msgp.ReadUint(param)
 		if err != nil {
-			return codeBad, "condition: bad lock id"
+			return codeBadRequest, "condition: bad lock id"
 		}
 		var l *object
 		if id == 0 {
@@ -556,248 +603,16 @@ func (s *server) initObject(c *sconn, o *object, param []byte) (int, string) {
 	case kindObject:
 		return s.newCustom(o, stringArg(param))
 	default:
-		return codeBad, "unknown kind"
+		return codeBadRequest, "unknown kind"
 	}
 	return codeOK, ""
 }
 
-// grantObject gives c one reference to o. Caller holds s.mu.
-func (s *server) grantObject(c *sconn, o *object) {
-	o.refs++
-	c.holds[o.id]++
-}
-
-func (s *server) handleDecref(c *sconn, r *sreq) {
-	if len(r.args) != 1 {
-		return
-	}
-	n, _, err := msgp.ReadUint(r.args[0])
-	if err != nil {
-		return
-	}
-	// A connection gives back at most what it holds: no client can free
-	// what others still use.
-	have := c.holds[r.obj]
-	if uint64(have) < n {
-		n = uint64(have)
-	}
-	if n == 0 {
-		return
-	}
-	if have == int(n) {
-		delete(c.holds, r.obj)
-	} else {
-		c.holds[r.obj] = have - int(n)
-	}
-	if o := s.objects[r.obj]; o != nil {
-		s.decref(o, int(n))
-	}
-}
-
-func (s *server) redeem(c *sconn, r *sreq) {
-	if len(r.args) != 2 {
-		c.fail(r.id, codeBadRequest, "redeem: want token, kind")
-		return
-	}
-	tok, _, err1 := msgp.ReadUint(r.args[0])
-	kd, _, err2 := msgp.ReadUint(r.args[1])
-	if err1 != nil || err2 != nil {
-		c.fail(r.id, codeBadRequest, "redeem: bad arguments")
-		return
-	}
-	o := s.objects[r.obj]
-	if o == nil {
-		c.fail(r.id, codeNoObject, fmt.Sprintf("object %d was freed before this process took its reference", r.obj))
-		return
-	}
-	if uint64(o.kind) != kd {
-		c.fail(r.id, codeWrongKind, fmt.Sprintf("object %d is a %s", r.obj, describe(o)))
-		return
-	}
-	if t := s.tokens[tok]; t != nil && t.obj == o {
-		// The token's reference becomes this connection's.
-		delete(s.tokens, tok)
-		delete(t.owner.tokens, tok)
-		c.holds[o.id]++
-	} else {
-		s.grantObject(c, o)
-	}
-	c.ok(r.id, nil, []uint64{o.id})
-}
-
-// decref drops n references to o and frees it at zero. Freeing is
-// deferred to drain so that it never runs in the middle of an operation
-// on o. Caller holds s.mu.
-func (s *server) decref(o *object, n int) {
-	o.refs -= n
-	if o.refs <= 0 && s.objects[o.id] == o {
-		delete(s.objects, o.id)
-		s.freeing = append(s.freeing, o)
-	}
-}
-
-// drain frees the objects whose count reached zero, and what only they
-// referred to. It uses a work list, not recursion: a long chain of nested
-// objects must not exhaust the stack. Caller holds s.mu.
-func (s *server) drain() {
-	for len(s.freeing) > 0 {
-		o := s.freeing[len(s.freeing)-1]
-		s.freeing = s.freeing[:len(s.freeing)-1]
-		s.free(o)
-	}
-}
-
-// free releases what a freed object holds.
-func (s *server) free(o *object) {
-	switch {
-	case o.dict != nil:
-		o.dict.each(func(_ string, v []byte) { s.releaseValue(v) })
-		o.dict = newODict()
-	case o.items != nil:
-		for _, v := range o.items {
-			s.releaseValue(v)
-		}
-		o.items = nil
-	case o.val != nil:
-		s.releaseValue(o.val)
-		o.val = nil
-	case o.queue != nil:
-		for _, v := range o.queue.items {
-			s.releaseValue(v)
-		}
-		o.queue.items = nil
-	case o.cond != nil:
-		s.decref(o.cond.lock, 1)
-	case o.custom != nil:
-		o.custom.value = nil
-	}
-	// No call can be parked here: a parked call's connection holds a
-	// reference for as long as the call runs.
-}
-
-// storeValue validates a value about to be stored, counts the references
-// of the proxies inside it, and returns a private copy (the request buffer
-// is not kept). Caller holds s.mu.
-func (s *server) storeValue(v []byte) ([]byte, error) {
-	var objs []*object
-	n, err := skipValue(v, func(payload []byte) error {
-		r, err := parseRef(payload)
-		if err != nil {
-			return err
-		}
-		if r.server != s.id {
-			return nil // another manager's object: the token in it keeps it
-		}
-		o := s.objects[r.id]
-		if o == nil {
-			return fmt.Errorf("%w: object %d", ErrNoObject, r.id)
-		}
-		objs = append(objs, o)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if n != len(v) {
-		return nil, errMalformed
-	}
-	for _, o := range objs {
-		o.refs++
-	}
-	out := canonical(v)
-	if len(out) > 0 && &out[0] == &v[0] {
-		out = append([]byte(nil), v...) // the request buffer is not kept
-	}
-	return out, nil
-}
-
-// storeArray stores each element of a msgpack array.
-func (s *server) storeArray(b []byte) ([][]byte, error) {
-	n, pos, err := msgp.ReadArrayHeader(b)
-	if err != nil {
-		return nil, errMalformed
-	}
-	items := make([][]byte, 0, min(n, 1024))
-	for range n {
-		k, err := skipValue(b[pos:], nil)
-		if err != nil {
-			return nil, err
-		}
-		v, err := s.storeValue(b[pos : pos+k])
-		if err != nil {
-			for _, v := range items {
-				s.releaseValue(v)
-			}
-			return nil, err
-		}
-		items = append(items, v)
-		pos += k
-	}
-	if pos != len(b) {
-		for _, v := range items {
-			s.releaseValue(v)
-		}
-		return nil, errMalformed
-	}
-	return items, nil
-}
-
-// releaseValue drops the references of a value leaving the server.
-// Caller holds s.mu.
-func (s *server) releaseValue(v []byte) {
-	if !mayHoldProxy(v) {
-		return
-	}
-	skipValue(v, func(payload []byte) error {
-		if r, err := parseRef(payload); err == nil && r.server == s.id {
-			if o := s.objects[r.id]; o != nil {
-				s.decref(o, 1)
-			}
-		}
-		return nil
-	})
-}
-
-// grantValue gives c a reference to each object a value being returned to
-// it holds proxies to, and returns their ids for the reply. Caller holds
-// s.mu.
-func (s *server) grantValue(c *sconn, v []byte, grants []uint64) []uint64 {
-	if !mayHoldProxy(v) {
-		return grants
-	}
-	skipValue(v, func(payload []byte) error {
-		if r, err := parseRef(payload); err == nil && r.server == s.id {
-			if o := s.objects[r.id]; o != nil {
-				s.grantObject(c, o)
-				grants = append(grants, o.id)
-			}
-		}
-		return nil
-	})
-	return grants
-}
-
-// mayHoldProxy is a cheap filter: an encoded proxy is an ext8/16/32 header
-// followed by the proxy extension type. Most values have none and skip the
-// walk.
-func mayHoldProxy(v []byte) bool {
-	for i := 0; i < len(v); i++ {
-		var at int
-		switch v[i] {
-		case 0xc7:
-			at = i + 2
-		case 0xc8:
-			at = i + 3
-		case 0xc9:
-			at = i + 5
-		default:
-			continue
-		}
-		if at < len(v) && int8(v[at]) == wire.ExtProxy {
-			return true
-		}
-	}
-	return false
+// unwritten returns the size of the replies waiting to be written.
+func (c *sconn) unwritten() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.out)
 }
 
 // ok sends a success reply. Caller holds s.mu (or owns c exclusively).
@@ -900,6 +715,7 @@ func Serve(ctx context.Context, network, addr string, authkey []byte, opts ...Op
 	if network == "unix" {
 		os.Chmod(bound, 0o600)
 	}
+	remember(network, bound, key)
 	s := newServer(network, bound, o.maxMsg)
 	if o.listening != nil {
 		o.listening(network, bound)

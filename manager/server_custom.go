@@ -6,7 +6,8 @@ import (
 	"fmt"
 	gotoken "go/token"
 	"reflect"
-	"runtime/debug"
+	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
@@ -168,7 +169,7 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 		defer func() {
 			if r := recover(); r != nil {
 				code = codeRemote
-				payload = msgp.AppendString(nil, fmt.Sprintf("%s\x00panic: %v\n\n%s", name, r, debug.Stack()))
+				payload = msgp.AppendString(nil, fmt.Sprintf("%s\x00panic: %v\n\n%s", name, r, panicFrames()))
 			}
 		}()
 		out = m.Call(in)
@@ -204,4 +205,32 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 		return codeRemote, msgp.AppendString(nil, fmt.Sprintf("%s\x00cannot encode the result: %v", name, err))
 	}
 	return codeOK, buf.Bytes()
+}
+
+// panicFrames returns the stack of a panic in a registered type's method,
+// from the panic down to the method the client called: the frames of the
+// user's code, not the server's (how it dispatches is no business of the
+// caller's, and its goroutine stack would be noise). It is called by the
+// deferred function that recovered.
+func panicFrames() string {
+	pcs := make([]uintptr, 64)
+	pcs = pcs[:runtime.Callers(2, pcs)]
+	frames := runtime.CallersFrames(pcs)
+	var b strings.Builder
+	inPanic := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic":
+			inPanic = true
+		case !inPanic || strings.HasPrefix(f.Function, "runtime."):
+		case strings.HasPrefix(f.Function, "reflect."):
+			return b.String()
+		default:
+			fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
+		}
+		if !more {
+			return b.String()
+		}
+	}
 }

@@ -101,7 +101,7 @@ func valueError(err error) (int, string) {
 	if errors.Is(err, ErrNoObject) {
 		return codeNoObject, err.Error()
 	}
-	return codeBad, "value: " + err.Error()
+	return codeBadRequest, "value: " + err.Error()
 }
 
 func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
@@ -163,34 +163,8 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		if !args(r, 1) {
 			return bad("Update: want a map")
 		}
-		n, pos, err := msgp.ReadMapHeader(r.args[0])
-		if err != nil {
-			return bad("Update: want a map")
-		}
-		m := r.args[0]
-		pairs := make([]kvPair, 0, min(n, 1024))
-		for range n {
-			kl, _ := skipValue(m[pos:], nil)
-			k := m[pos : pos+kl]
-			pos += kl
-			vl, _ := skipValue(m[pos:], nil)
-			if err := checkKey(k); err != nil {
-				s.releasePairs(pairs)
-				return bad(err.Error())
-			}
-			k = canonical(k)
-			v, err := s.storeValue(m[pos : pos+vl])
-			if err != nil {
-				s.releasePairs(pairs)
-				return valueError(err)
-			}
-			pos += vl
-			pairs = append(pairs, kvPair{k, v})
-		}
-		for _, p := range pairs {
-			if old := d.set(p.k, p.v); old != nil {
-				s.releaseValue(old)
-			}
+		if code, msg := s.dictUpdate(d, r.args[0]); code != codeOK {
+			return code, msg
 		}
 		c.ok(r.id, nil, nil)
 	case opClear:
@@ -223,11 +197,11 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 		s.releaseValue(v)
 		c.ok(r.id, v, grants)
 	case opAdd:
-		if !args(r, 2) {
-			return bad("Add: want key, delta")
+		if !args(r, 2) && !args(r, 3) {
+			return bad("Add: want key, delta, type")
 		}
 		cur, _ := d.get(r.args[0])
-		sum, code, msg := add(cur, r.args[1])
+		sum, code, msg := add(cur, r.args[1:])
 		if code != codeOK {
 			return code, msg
 		}
@@ -259,6 +233,40 @@ func (s *server) dictOp(c *sconn, r *sreq, o *object) (int, string) {
 	return codeOK, ""
 }
 
+// dictUpdate stores every pair of the msgpack map m in d, all or nothing:
+// every key and value is checked and stored before the first one goes in.
+func (s *server) dictUpdate(d *odict, m []byte) (int, string) {
+	n, pos, err := msgp.ReadMapHeader(m)
+	if err != nil {
+		return bad("Update: want a map")
+	}
+	pairs := make([]kvPair, 0, min(n, 1024))
+	for range n {
+		kl, _ := skipValue(m[pos:], nil)
+		k := m[pos : pos+kl]
+		pos += kl
+		vl, _ := skipValue(m[pos:], nil)
+		if err := checkKey(k); err != nil {
+			s.releasePairs(pairs)
+			return bad(err.Error())
+		}
+		k = canonical(k)
+		v, err := s.storeValue(m[pos : pos+vl])
+		if err != nil {
+			s.releasePairs(pairs)
+			return valueError(err)
+		}
+		pos += vl
+		pairs = append(pairs, kvPair{k, v})
+	}
+	for _, p := range pairs {
+		if old := d.set(p.k, p.v); old != nil {
+			s.releaseValue(old)
+		}
+	}
+	return codeOK, ""
+}
+
 type kvPair struct{ k, v []byte }
 
 func (s *server) releasePairs(pairs []kvPair) {
@@ -267,15 +275,24 @@ func (s *server) releasePairs(pairs []kvPair) {
 	}
 }
 
-// add is Add on a stored value: the sum, encoded, or an error reply.
-func add(cur, delta []byte) ([]byte, int, string) {
+// add is Add on a stored value: the sum, encoded, or an error reply. args
+// are the delta and, optionally, the numType the sum must fit.
+func add(cur []byte, args [][]byte) ([]byte, int, string) {
 	if msgp.NextType(cur) == msgp.NilType {
 		cur = nil
 	}
-	sum, err := addNumbers(cur, delta)
+	t := numAny
+	if len(args) > 1 {
+		n, _, err := msgp.ReadUint(args[1])
+		if err != nil || n >= uint64(numEnd) {
+			return nil, codeBadRequest, "Add: bad type"
+		}
+		t = numType(n)
+	}
+	sum, err := addTyped(cur, args[0], t)
 	switch {
 	case errors.Is(err, errOverflow):
-		return nil, codeOverflow, ""
+		return nil, codeOverflow, "the sum does not fit the value's type"
 	case err != nil:
 		return nil, codeNotNumber, ""
 	}
@@ -449,10 +466,10 @@ func (s *server) valueOp(c *sconn, r *sreq, o *object) (int, string) {
 		s.releaseValue(old)
 		c.ok(r.id, nil, nil)
 	case opAdd:
-		if !args(r, 1) {
-			return bad("Add: want delta")
+		if !args(r, 1) && !args(r, 2) {
+			return bad("Add: want delta, type")
 		}
-		sum, code, msg := add(o.val, r.args[0])
+		sum, code, msg := add(o.val, r.args)
 		if code != codeOK {
 			return code, msg
 		}

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -38,7 +39,7 @@ func (x *Value[T]) Set(ctx context.Context, v T) error {
 
 // Add adds delta atomically and returns the new value (see Dict.Add).
 func (x *Value[T]) Add(ctx context.Context, delta T) (T, error) {
-	rep, cl, err := x.p.call(ctx, opAdd, 1, plain, values(delta))
+	rep, cl, err := x.p.call(ctx, opAdd, 2, plain, values(delta, numTypeOf(reflect.TypeFor[T]())))
 	if err != nil {
 		var zero T
 		return zero, err
@@ -78,7 +79,7 @@ func NewArray[T any](ctx context.Context, m *Manager, items []T, opts ...ObjectO
 	if items == nil {
 		items = []T{}
 	}
-	p, err := m.create(ctx, kindArray, opts, "", values(items))
+	p, err := m.create(ctx, kindArray, opts, "", itemsOf(items))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (a *Array[T]) Set(ctx context.Context, i int, v T) error {
 // Add adds delta to the item at index i atomically and returns the new
 // value (see Dict.Add).
 func (a *Array[T]) Add(ctx context.Context, i int, delta T) (T, error) {
-	rep, cl, err := a.p.call(ctx, opAdd, 2, plain, values(i, delta))
+	rep, cl, err := a.p.call(ctx, opAdd, 3, plain, values(i, delta, numTypeOf(reflect.TypeFor[T]())))
 	if err != nil {
 		var zero T
 		return zero, err
@@ -136,7 +137,7 @@ func (a *Array[T]) Slice(ctx context.Context) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeAs[[]T](cl, rep)
+	return decodeSlice[T](cl, rep)
 }
 
 // Close drops this proxy's reference. Idempotent.

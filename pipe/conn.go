@@ -107,6 +107,18 @@ func (c *Conn) SetMaxMessageSize(n int) {
 	c.maxSize.Store(int64(n))
 }
 
+// RefuseOversize makes a received message over the size limit end the
+// connection's reading: the receive returns ErrTooLarge without reading
+// the message, and every later receive fails the same way. A server whose
+// peers must not make it read (and discard) what they announce, up to the
+// 16 EiB a header can, closes the connection on that error. By default the
+// message is read and discarded and the Conn stays usable.
+func (c *Conn) RefuseOversize() {
+	c.rmu.Lock()
+	c.noSkip = true
+	c.rmu.Unlock()
+}
+
 // Send encodes v as msgpack and sends it as one message. A value that cannot
 // be encoded is an error and nothing is sent.
 func (c *Conn) Send(v any) error {
@@ -255,6 +267,9 @@ func (c *Conn) RecvBytes() ([]byte, error) {
 		return nil, err
 	}
 	c.dropRights(msg)
+	if len(msg) > len(c.rbuf) {
+		return msg, nil // read into a buffer of its own: no copy to make
+	}
 	return bytes.Clone(msg), nil
 }
 

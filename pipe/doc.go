@@ -24,7 +24,8 @@
 //
 // A message over the size limit ([Conn.SetMaxMessageSize], default
 // [DefaultMaxMessageSize]) is refused by its header before any memory is
-// allocated, and skipped (with the descriptors it carried). A truncated
+// allocated, and skipped (with the descriptors it carried), or, after
+// [Conn.RefuseOversize], ends the connection unread. A truncated
 // message, a malformed header, a value that does not decode and a failed
 // handshake are errors, never panics. During the handshake a message is at
 // most 256 bytes, as in Python, so a peer that has not proved it knows the
@@ -47,7 +48,10 @@
 //   - [Conn.Poll] and [Wait] on a Conn that another goroutine closes at
 //     the same time may poll a descriptor number reused in between (as in
 //     Python); Recv then reports [ErrClosed].
-//   - [Listener.Accept] calls wait in the listener one at a time (the
-//     handshakes run in parallel). A ctx that ends during a handshake fails
-//     that connection.
+//   - [Listener.Accept] returns connections whose handshake is done: from
+//     the first Accept on, the Listener accepts in the background and runs
+//     each handshake in a goroutine of its own, at most
+//     [MaxPendingHandshakes] at once (the oldest dropped first when more
+//     arrive) and each for at most [HandshakeTimeout], so a silent peer
+//     delays nobody. Accept's ctx bounds only its own wait.
 package pipe

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -109,4 +110,26 @@ func FDCount(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// NeedFDs makes room for n more open descriptors: it raises the soft
+// RLIMIT_NOFILE to the hard one if needed, and skips the test when even
+// that is too low.
+func NeedFDs(t testing.TB, n int) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	want := uint64(FDCount(t) + n + 64)
+	if lim.Cur >= want {
+		return
+	}
+	if lim.Max < want {
+		t.Skipf("RLIMIT_NOFILE hard limit %d, the test needs %d descriptors", lim.Max, want)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
 }
