@@ -68,6 +68,9 @@ type Conn struct {
 	wmu    sync.Mutex
 	wbuf   bytes.Buffer
 	closer sync.Once
+
+	wakeMu sync.Mutex
+	wakers []int // eventfds of the Waits and Polls in progress, for Close to wake
 }
 
 func newConn(s stream, readable, writable bool) *Conn {
@@ -461,7 +464,7 @@ func (c *Conn) readErr(err error, partial bool) error {
 func (c *Conn) Close() error {
 	err := ErrClosed
 	c.closer.Do(func() {
-		c.closed.Store(true)
+		c.wakeWaiters()
 		err = c.s.Close()
 		// A blocked reader returns once the stream is closed; then the
 		// descriptors nobody claimed can go.
