@@ -26,7 +26,7 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	if timeout <= 0 {
 		ready, err = pollFDs([]*Conn{c}, 0, -1)
 	} else {
-		ready, err = waitConns(nil, []*Conn{c}, timeout)
+		ready, err = waitConns(context.Background(), []*Conn{c}, timeout)
 	}
 	if err != nil {
 		return false, err
@@ -73,7 +73,7 @@ func Wait(ctx context.Context, conns ...*Conn) ([]*Conn, error) {
 }
 
 // waitConns polls conns for input until one is ready, timeout passes (a
-// negative timeout waits forever), ctx ends (ctx may be nil), or one of
+// negative timeout waits forever), ctx ends, or one of
 // conns is closed. An eventfd beside the conns' descriptors wakes the poll
 // for the last two: closing a descriptor does not wake a poll on it.
 func waitConns(ctx context.Context, conns []*Conn, timeout time.Duration) ([]*Conn, error) {
@@ -98,7 +98,7 @@ func waitConns(ctx context.Context, conns []*Conn, timeout time.Duration) ([]*Co
 			c.removeWaker(efd)
 		}
 	}()
-	if ctx != nil {
+	if ctx.Done() != nil {
 		fired := make(chan struct{})
 		stop := afterFunc(ctx, func() {
 			defer close(fired)
