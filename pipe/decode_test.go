@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/mpgo/multiprocessing/internal/testbin"
-	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/stretchr/testify/assert"
@@ -57,6 +56,8 @@ func TestDecodeRulesAcrossProcesses(t *testing.T) {
 
 	var i8 int8
 	err := a.Recv(&i8)
+	var de *pipe.DecodeError
+	assert.ErrorAs(t, err, &de)
 	assert.ErrorContains(t, err, "cannot decode number 100000 into Go value of type int8")
 	var u uint
 	err = a.Recv(&u)
@@ -100,7 +101,7 @@ func TestRecvDecodeBudget(t *testing.T) {
 	var v any
 	err := b.Recv(&v)
 	runtime.ReadMemStats(&after)
-	require.ErrorIs(t, err, wire.ErrBudget)
+	require.ErrorIs(t, err, pipe.ErrDecodeBudget)
 	assert.ErrorContains(t, err, "pipe: recv: wire: message would decode into too much memory: a 8388608-byte message")
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(2*size), "allocated beyond the message")
 	require.NoError(t, b.Recv(&v))

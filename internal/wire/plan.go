@@ -271,9 +271,20 @@ var (
 	textUnmarshalerType   = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
+var customCache sync.Map // reflect.Type -> bool
+
 // customDecoded reports whether msgpack decodes t (or *t) by a method or an
 // extension rather than by its kind.
 func customDecoded(t reflect.Type) bool {
+	if v, ok := customCache.Load(t); ok {
+		return v.(bool)
+	}
+	c := isCustomDecoded(t)
+	customCache.Store(t, c)
+	return c
+}
+
+func isCustomDecoded(t reflect.Type) bool {
 	if _, ok := handleTypes.Load(t); ok {
 		return true
 	}
