@@ -40,13 +40,14 @@ var ErrBudget = errors.New("wire: message would decode into too much memory")
 // included), checked by TestDecodeCostBound.
 const (
 	costSlot     = 16  // an interface value in a []any or a map[string]any
-	costBox      = 16  // a boxed int64, float64, string header
+	costBox      = 8   // a boxed int64 or float64
 	costSlice    = 24  // a boxed slice header
 	costMap      = 64  // a map's header
 	costGroup    = 8   // a map group's control word; its 8 slots are added by type
 	groupEntries = 7   // entries per group at the map's maximum load
 	rounding     = 1.3 // size-class rounding of byte data
 	sizeClass    = 1.125
+	costMinBlock = 16 // the smallest block bytes get (without the tiny allocator, as under -race)
 )
 
 // Check checks that data, one well-formed msgpack value (see Validate), is
@@ -137,7 +138,7 @@ func (c *checker) mapCost(pairs int, entry uintptr) {
 	c.cost += costMap
 	if pairs > 0 {
 		groups := (pairs + groupEntries - 1) / groupEntries
-		c.cost += float64(groups) * (costGroup + 8*float64(entry))
+		c.cost += float64(groups) * (costGroup + 8*float64(entry)) * sizeClass
 	}
 }
 
@@ -222,8 +223,16 @@ func (c *checker) dynamic(p int, slot float64) (int, error) {
 		c.cost += costBox
 		return c.skipBare(p)
 	case msgp.StrType, msgp.BinType:
-		c.cost += costSlice
-		return c.skip(p)
+		// A header (boxed), and the bytes in a block of their own; an
+		// empty string is boxed without allocating.
+		data, n, err := msgp.ReadBytes(b[p:])
+		if err != nil {
+			return c.skip(p)
+		}
+		if len(data) > 0 || b[p] >= 0xc4 && b[p] <= 0xc6 {
+			c.cost += costSlice + max(float64(len(data))*rounding, costMinBlock)
+		}
+		return p + n, nil
 	case msgp.ArrayType:
 		n, h, err := msgp.ReadArrayHeader(b[p:])
 		if err != nil {
@@ -246,7 +255,17 @@ func (c *checker) dynamic(p int, slot float64) (int, error) {
 		}
 		c.mapCost(n, 2*costSlot)
 		p += h
-		for range 2 * n {
+		for range n {
+			// A string key's header is in the map's slot: only its
+			// bytes are allocated.
+			if key, k, err := msgp.ReadBytes(b[p:]); err == nil && msgp.NextType(b[p:]) == msgp.StrType {
+				if len(key) > 0 {
+					c.cost += max(float64(len(key))*rounding, costMinBlock)
+				}
+				p += k
+			} else if p, err = c.dynamic(p, 0); err != nil {
+				return 0, err
+			}
 			if p, err = c.dynamic(p, 0); err != nil {
 				return 0, err
 			}

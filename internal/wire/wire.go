@@ -8,6 +8,14 @@
 // [Files] table; the caller moves that table to the other process (as
 // inherited descriptors at exec, or SCM_RIGHTS) and [Unmarshal] rebuilds the
 // handles from it there.
+//
+// Decoding follows rules of its own, set for every msgpack decoder in the
+// process (see decode.go): integers that do not fit their Go type are a
+// [*DecodeError], integers and floats decoded into interfaces are int64
+// and float64. [Unmarshal] also runs [Validate] (well-formed, bounded
+// claims and depth) and [Check] (struct keys, the decode budget) on the
+// bytes first; decoders outside this package use [Validate], [Check] and
+// [Decode] for the same.
 package wire
 
 import (
