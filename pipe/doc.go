@@ -65,8 +65,8 @@
 //
 //   - A received message takes at most 4 MiB before its bytes arrive; a
 //     larger one grows as they do, so a peer that announces a large message
-//     makes the receiver hold about what it really sent. Lower the limit on
-//     a Conn that faces peers you do not trust.
+//     makes the receiver hold at most twice what it really sent. Lower the
+//     limit on a Conn that faces peers you do not trust.
 //   - A Conn reads ahead into a buffer. Passing it to another process while
 //     that buffer holds data is an error (the data could not go along):
 //     receive it first.
