@@ -37,12 +37,33 @@ var echo = process.Register("pipe_test.echo", func(ctx context.Context, c *pipe.
 	}
 })
 
+// How the sink receives: as Python's recv_bytes_into, recv_bytes, or recv.
+const (
+	recvInto = iota
+	recvBytes
+	recvValue
+)
+
+type sinkArgs struct {
+	R, W *pipe.Conn
+	Mode int
+}
+
 // sink reads messages until EOF and then answers with the count.
-var sink = process.Register("pipe_test.sink", func(ctx context.Context, a struct{ R, W *pipe.Conn }) error {
+var sink = process.Register("pipe_test.sink", func(ctx context.Context, a sinkArgs) error {
 	buf := make([]byte, 2<<20)
 	n := 0
 	for {
-		_, err := a.R.RecvBytesInto(buf)
+		var err error
+		switch a.Mode {
+		case recvInto:
+			_, err = a.R.RecvBytesInto(buf)
+		case recvBytes:
+			_, err = a.R.RecvBytes()
+		case recvValue:
+			var b []byte
+			err = a.R.Recv(&b)
+		}
 		if errors.Is(err, io.EOF) {
 			return a.W.Send(n)
 		}
@@ -109,7 +130,7 @@ func BenchmarkPingPongBytes(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "us/roundtrip")
 }
 
-func throughput(b *testing.B, duplex bool) {
+func throughput(b *testing.B, duplex bool, mode int) {
 	var r, w, back, backW *pipe.Conn
 	var err error
 	if duplex {
@@ -124,7 +145,7 @@ func throughput(b *testing.B, duplex bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := process.New(sink, struct{ R, W *pipe.Conn }{r, backW})
+	p := process.New(sink, sinkArgs{r, backW, mode})
 	if err := p.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -133,7 +154,12 @@ func throughput(b *testing.B, duplex bool) {
 	msg := make([]byte, 1<<20)
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
-		if err := w.SendBytes(msg); err != nil {
+		if mode == recvValue {
+			err = w.Send(msg)
+		} else {
+			err = w.SendBytes(msg)
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -149,9 +175,20 @@ func throughput(b *testing.B, duplex bool) {
 }
 
 // BenchmarkThroughput: 1 MiB messages over Pipe (a socketpair) to a child
-// (Python: pipe_throughput).
-func BenchmarkThroughput(b *testing.B) { throughput(b, true) }
+// that receives them into its buffer with RecvBytesInto.
+func BenchmarkThroughput(b *testing.B) { throughput(b, true, recvInto) }
+
+// BenchmarkThroughputRecvBytes: the same, the child receiving each message
+// as a new slice with RecvBytes (Python: pipe_throughput, whose child calls
+// recv_bytes).
+func BenchmarkThroughputRecvBytes(b *testing.B) { throughput(b, true, recvBytes) }
+
+// BenchmarkThroughputRecv: 1 MiB []byte values with Send and Recv.
+func BenchmarkThroughputRecv(b *testing.B) { throughput(b, true, recvValue) }
 
 // BenchmarkThroughputSimplex: 1 MiB messages over Simplex (an OS pipe)
 // (Python: pipe_throughput_simplex).
-func BenchmarkThroughputSimplex(b *testing.B) { throughput(b, false) }
+func BenchmarkThroughputSimplex(b *testing.B) { throughput(b, false, recvInto) }
+
+// BenchmarkThroughputSimplexRecvBytes: the same with RecvBytes.
+func BenchmarkThroughputSimplexRecvBytes(b *testing.B) { throughput(b, false, recvBytes) }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -68,6 +69,9 @@ type Conn struct {
 	wmu    sync.Mutex
 	wbuf   bytes.Buffer
 	closer sync.Once
+
+	wakeMu sync.Mutex
+	wakers []int // eventfds of the Waits and Polls in progress, for Close to wake
 }
 
 func newConn(s stream, readable, writable bool) *Conn {
@@ -241,11 +245,19 @@ func (c *Conn) Recv(v any) error {
 	}
 	c.rmu.Lock()
 	defer c.unlockRead()
-	msg, err := c.recvLocked(nil)
+	msg, owned, err := c.recvLocked(nil)
 	if err != nil {
 		return err
 	}
 	msg, files := c.claimRights(msg)
+	if p, ok := v.(*[]byte); ok && owned && files == nil {
+		// A large []byte arrived in storage of its own: the value is
+		// that storage, past the msgpack header, without a copy.
+		if b, n, err := msgp.ReadBytes(msg); err == nil && n == len(msg) {
+			*p = b
+			return nil
+		}
+	}
 	err = wire.Unmarshal(msg, files, v)
 	files.Close() // what the value did not take
 	if err != nil {
@@ -262,13 +274,13 @@ func (c *Conn) RecvBytes() ([]byte, error) {
 	}
 	c.rmu.Lock()
 	defer c.unlockRead()
-	msg, err := c.recvLocked(nil)
+	msg, owned, err := c.recvLocked(nil)
 	if err != nil {
 		return nil, err
 	}
 	c.dropRights(msg)
-	if len(msg) > len(c.rbuf) {
-		return msg, nil // read into a buffer of its own: no copy to make
+	if owned {
+		return msg, nil
 	}
 	return bytes.Clone(msg), nil
 }
@@ -283,13 +295,16 @@ func (c *Conn) RecvBytesInto(buf []byte) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.unlockRead()
-	msg, err := c.recvLocked(buf)
+	msg, owned, err := c.recvLocked(buf)
 	if err != nil {
 		return 0, err
 	}
 	c.dropRights(msg)
 	if len(msg) > len(buf) {
-		return 0, &BufferTooShortError{Message: bytes.Clone(msg)}
+		if !owned {
+			msg = bytes.Clone(msg)
+		}
+		return 0, &BufferTooShortError{Message: msg}
 	}
 	if len(msg) > 0 && &msg[0] == &buf[0] {
 		return len(msg), nil
@@ -304,11 +319,19 @@ func (c *Conn) unlockRead() {
 	c.rmu.Unlock()
 }
 
-// recvLocked reads one message. The result aliases the read buffer, or dst
-// when the payload is large and fits dst, and is valid until the next read.
-func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
+// maxUpfront is the most a receive allocates for a message before its
+// bytes arrive: the header's length is the peer's claim, so a larger
+// message grows its buffer as the bytes really come, and a peer that
+// announces a gigabyte and sends nothing costs this much, not the gigabyte.
+const maxUpfront = 4 << 20
+
+// recvLocked reads one message. The result aliases the read buffer (valid
+// until the next read), or dst when the payload is large and fits dst;
+// owned reports the third case, a large payload in a new slice of its own
+// that the caller may keep.
+func (c *Conn) recvLocked(dst []byte) (msg []byte, owned bool, err error) {
 	if c.rerr != nil {
-		return nil, c.rerr
+		return nil, false, c.rerr
 	}
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, readBufSize)
@@ -322,13 +345,13 @@ func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
 		n, hlen, need, err = parseHeader(c.rbuf[c.rpos:c.rend])
 		if err != nil {
 			c.rerr = err
-			return nil, err
+			return nil, false, err
 		}
 		if need == 0 {
 			break
 		}
 		if err := c.fill(need, c.rend > c.rpos); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	c.rpos += hlen
@@ -336,46 +359,57 @@ func (c *Conn) recvLocked(dst []byte) ([]byte, error) {
 		err := fmt.Errorf("pipe: recv: %d-byte message over the %d-byte limit: %w", n, max, ErrTooLarge)
 		if c.noSkip {
 			c.rerr = err
-			return nil, err
+			return nil, false, err
 		}
 		// Descriptors that came with the message go with it; left in the
 		// queue they would be claimed by the next message's handles.
 		if c.kind == kindUnix && n >= handlesMarkLen {
 			if ferr := c.fill(handlesMarkLen, true); ferr != nil {
-				return nil, fmt.Errorf("%w (and %w)", err, ferr)
+				return nil, false, fmt.Errorf("%w (and %w)", err, ferr)
 			}
 			c.dropRights(c.rbuf[c.rpos : c.rpos+handlesMarkLen])
 		}
 		if derr := c.discard(n); derr != nil {
-			return nil, fmt.Errorf("%w (and %w)", err, derr)
+			return nil, false, fmt.Errorf("%w (and %w)", err, derr)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	size := int(n)
 	// Small payload: it is, or will be, in the read buffer.
 	if size <= len(c.rbuf) {
 		if c.rend-c.rpos < size {
 			if err := c.fill(size, true); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 		msg := c.rbuf[c.rpos : c.rpos+size]
 		c.rpos += size
-		return msg, nil
+		return msg, false, nil
 	}
 	// Large payload: read straight into its destination.
 	var out []byte
 	if size <= len(dst) {
 		out = dst[:size]
 	} else {
-		out = make([]byte, size)
+		out = make([]byte, min(size, maxUpfront))
+		owned = true
 	}
 	k := copy(out, c.rbuf[c.rpos:c.rend])
 	c.rpos += k
-	if _, err := io.ReadFull(readerFunc(c.read), out[k:]); err != nil {
-		return nil, c.readErr(err, true)
+	for k < size {
+		if k == len(out) {
+			// Doubling keeps the copies within the message's size in all.
+			grown := make([]byte, min(2*len(out), size))
+			copy(grown, out)
+			out = grown
+		}
+		m, err := c.read(out[k:])
+		k += m
+		if err != nil {
+			return nil, false, c.readErr(err, true)
+		}
 	}
-	return out, nil
+	return out, owned, nil
 }
 
 // fill makes at least need bytes available at rbuf[rpos:], reading as much
@@ -476,7 +510,7 @@ func (c *Conn) readErr(err error, partial bool) error {
 func (c *Conn) Close() error {
 	err := ErrClosed
 	c.closer.Do(func() {
-		c.closed.Store(true)
+		c.wakeWaiters()
 		err = c.s.Close()
 		// A blocked reader returns once the stream is closed; then the
 		// descriptors nobody claimed can go.

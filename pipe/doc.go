@@ -20,6 +20,36 @@
 // unchanged both ways; Send's msgpack payloads are readable by Python's
 // msgpack package (Python's own send/recv use pickle).
 //
+// # Decoding
+//
+// Recv decodes by the rules every package of the module shares:
+//
+//   - A number is decoded into a Go integer or float32 only if it fits: one
+//     that would overflow or change sign is a [*DecodeError] ("cannot
+//     decode number 100000 into Go value of type int8: ..."), as
+//     encoding/json reports it, and so is a value of another kind (a
+//     string where an int is expected).
+//   - Into an interface (any), and at every depth inside one, integers
+//     arrive as int64 (uint64 only above math.MaxInt64), floats as
+//     float64, maps as map[string]any (map[any]any when a key is not a
+//     string), arrays as []any: a received 1 equals int64(1) whatever
+//     width was sent.
+//   - A map received into a struct must name at least one of its fields
+//     (a map of which no key does is a [*DecodeError]: a different struct
+//     type was sent); unknown keys beside known ones are skipped, as in
+//     encoding/json.
+//   - Only exported fields travel. Sending a struct that has fields but
+//     none exported is an error (as in encoding/gob), rather than a zero
+//     value on arrival.
+//   - Decoding is bounded: before decoding, Recv estimates what the value
+//     will take from the message and the receiving type, and refuses a
+//     message that would take more than 32 bytes per message byte plus
+//     64 MiB, with an error wrapping [ErrDecodeBudget]. Typed values and
+//     records stay far below it; a large message of tiny maps decoded into
+//     any (Go maps cost 50 to 350 bytes each) is what it refuses.
+//
+// A message that fails to decode is consumed; the Conn stays usable.
+//
 // # Limits and bad input
 //
 // A message over the size limit ([Conn.SetMaxMessageSize], default
@@ -34,9 +64,10 @@
 //
 // # Caveats
 //
-//   - A message within the limit is allocated at the size its header
-//     announces when the header arrives: lower the limit on a Conn that
-//     faces peers you do not trust.
+//   - A received message takes at most 4 MiB before its bytes arrive; a
+//     larger one grows as they do, so a peer that announces a large message
+//     makes the receiver hold at most twice what it really sent. Lower the
+//     limit on a Conn that faces peers you do not trust.
 //   - A Conn reads ahead into a buffer. Passing it to another process while
 //     that buffer holds data is an error (the data could not go along):
 //     receive it first.
@@ -45,9 +76,9 @@
 //     the kernel drops descriptors (the process is out of them), the Conn
 //     stops with [ErrBadFrame] rather than hand a value the wrong ones.
 //   - A value that contains itself cannot be sent: Send returns an error.
-//   - [Conn.Poll] and [Wait] on a Conn that another goroutine closes at
-//     the same time may poll a descriptor number reused in between (as in
-//     Python); Recv then reports [ErrClosed].
+//   - Closing a Conn wakes a [Conn.Poll] on it (which returns [ErrClosed],
+//     as Python's poll raises on a closed connection) and a [Wait] that
+//     includes it (which returns it ready; its Recv reports ErrClosed).
 //   - [Listener.Accept] returns connections whose handshake is done: from
 //     the first Accept on, the Listener accepts in the background and runs
 //     each handshake in a goroutine of its own, at most

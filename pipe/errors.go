@@ -3,6 +3,8 @@ package pipe
 import (
 	"errors"
 	"fmt"
+
+	"github.com/mpgo/multiprocessing/internal/wire"
 )
 
 var (
@@ -26,7 +28,18 @@ var (
 	ErrReadOnly = errors.New("pipe: connection is read-only")
 	// ErrWriteOnly is returned by Recv on the write end of a Simplex pipe.
 	ErrWriteOnly = errors.New("pipe: connection is write-only")
+	// ErrDecodeBudget reports a message that would decode into more memory
+	// than the decode budget allows (see the package doc). The message is
+	// consumed; the connection stays usable.
+	ErrDecodeBudget = wire.ErrBudget
 )
+
+// DecodeError reports a received value that does not fit the Go type it
+// is decoded into: a number out of the type's range, a value of another
+// kind, a map that names no field of the struct it is received into. Its
+// message names what was sent, the Go type, and what to do. Queues,
+// managers, pools and process arguments report the same type.
+type DecodeError = wire.DecodeError
 
 // BufferTooShortError is returned by RecvBytesInto when the message does not
 // fit the buffer. The message has been consumed; it is in Message.

@@ -2,6 +2,7 @@ package pipe_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,4 +46,27 @@ func ExampleListen() {
 	msg, _ := c.RecvBytes()
 	fmt.Println(string(msg))
 	// Output: hello
+}
+
+// A number that does not fit the type it is received into is an error,
+// not a silently narrowed value; into any, integers arrive as int64.
+func ExampleDecodeError() {
+	a, b, _ := pipe.Pipe()
+	defer a.Close()
+	defer b.Close()
+	a.Send(100000)
+	var small int8
+	err := b.Recv(&small)
+	var de *pipe.DecodeError
+	fmt.Println(errors.As(err, &de), de.Type)
+	fmt.Println(err)
+
+	a.Send(1)
+	var x any
+	b.Recv(&x)
+	fmt.Printf("%T %v\n", x, x == any(int64(1)))
+	// Output:
+	// true int8
+	// pipe: recv: cannot decode number 100000 into Go value of type int8: it does not fit; receive into a wider type (int64, uint64, float64) or into any
+	// int64 true
 }

@@ -3,9 +3,11 @@ package wire
 import (
 	"encoding"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
+	_ "unsafe" // for go:linkname
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -70,6 +72,9 @@ func walkAny(x any, depth int) error {
 		return nil
 	}
 	rv := reflect.ValueOf(x)
+	if err := infoOf(rv.Type()).encErr; err != nil {
+		return err
+	}
 	if !mayNest(rv.Type()) {
 		return nil
 	}
@@ -176,6 +181,8 @@ type typeInfo struct {
 	// unexported ones that are not embedded, and those tagged "-") whose
 	// type can nest.
 	fields []int
+	// encErr: the type cannot be sent (ErrNoExportedFields).
+	encErr error
 }
 
 // mayNest reports typeInfo.nest, at once for the basic kinds.
@@ -194,6 +201,9 @@ func infoOf(t reflect.Type) *typeInfo {
 		return v.(*typeInfo)
 	}
 	ti := &typeInfo{opaque: isOpaque(t)}
+	if bad := withoutFields(t, map[reflect.Type]bool{}); bad != nil {
+		ti.encErr = fmt.Errorf("%w: type %s has no exported fields, so nothing of it would arrive; export the fields to send (Name, not name), or give the type EncodeMsgpack and DecodeMsgpack methods", ErrNoExportedFields, bad)
+	}
 	if !ti.opaque {
 		ti.nest = searchNesting(t, map[reflect.Type]bool{})
 		if t.Kind() == reflect.Struct {
@@ -212,6 +222,9 @@ func isOpaque(t reflect.Type) bool {
 	if _, ok := handleTypes.Load(t); ok {
 		return true
 	}
+	if extRegistered(t) {
+		return true
+	}
 	if t.Kind() == reflect.Interface {
 		return t == errorType
 	}
@@ -221,6 +234,71 @@ func isOpaque(t reflect.Type) bool {
 		}
 	}
 	return false
+}
+
+// ErrNoExportedFields reports a value of a struct type that has fields but
+// none that msgpack encodes: it would arrive as a zero value, so encoding
+// it is an error, as in encoding/gob.
+var ErrNoExportedFields = errors.New("wire: struct with no exported fields")
+
+// withoutFields returns the first struct type reachable from t (through
+// pointers, slices, arrays, maps and fields, not interfaces: their dynamic
+// values are checked as the walk meets them) that has fields but none
+// msgpack encodes, or nil. seen holds the types already searched.
+func withoutFields(t reflect.Type, seen map[reflect.Type]bool) reflect.Type {
+	if seen[t] || isOpaque(t) {
+		return nil
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return withoutFields(t.Elem(), seen)
+	case reflect.Map:
+		if bad := withoutFields(t.Key(), seen); bad != nil {
+			return bad
+		}
+		return withoutFields(t.Elem(), seen)
+	case reflect.Struct:
+		fields := encodedFields(t)
+		if len(fields) == 0 {
+			for i := range t.NumField() {
+				if name := t.Field(i).Name; name != "_" && name != "_msgpack" {
+					return t
+				}
+			}
+		}
+		for _, i := range fields {
+			if bad := withoutFields(t.Field(i).Type, seen); bad != nil {
+				return bad
+			}
+		}
+	}
+	return nil
+}
+
+// msgpackEncoders is msgpack's table of encoders by type, where
+// msgpack.RegisterExtEncoder also files each extension's type under its
+// number (an int8 key): the one record of which types travel as
+// extensions registered outside this package. Reached by linkname, as the
+// decoder table in decode.go.
+//
+//go:linkname msgpackEncoders github.com/vmihailenco/msgpack/v5.typeEncMap
+var msgpackEncoders sync.Map
+
+// extRegistered reports whether t or *t is registered with msgpack as an
+// extension type.
+func extRegistered(t reflect.Type) bool {
+	found := false
+	msgpackEncoders.Range(func(k, v any) bool {
+		if _, ok := k.(int8); ok {
+			if et, ok := v.(reflect.Type); ok && (et == t || et == reflect.PointerTo(t)) {
+				found = true
+				return false
+			}
+		}
+		return true
+	})
+	return found
 }
 
 // encodedFields lists the struct fields msgpack encodes.

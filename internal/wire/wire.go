@@ -8,6 +8,14 @@
 // [Files] table; the caller moves that table to the other process (as
 // inherited descriptors at exec, or SCM_RIGHTS) and [Unmarshal] rebuilds the
 // handles from it there.
+//
+// Decoding follows rules of its own, set for every msgpack decoder in the
+// process (see decode.go): integers that do not fit their Go type are a
+// [*DecodeError], integers and floats decoded into interfaces are int64
+// and float64. [Unmarshal] also runs [Validate] (well-formed, bounded
+// claims and depth) and [Check] (struct keys, the decode budget) on the
+// bytes first; decoders outside this package use [Validate], [Check] and
+// [Decode] for the same.
 package wire
 
 import (
@@ -194,16 +202,28 @@ func AppendTo(buf *bytes.Buffer, files *Files, v any) error {
 // their descriptors from files (which may be nil when none travelled).
 //
 // data may come from an untrusted peer: it is validated first (see
-// Validate), so malformed input is an error wrapping ErrMalformed and never
-// a panic or an unbounded allocation.
+// Validate and Check), so malformed input is an error wrapping ErrMalformed,
+// input that would decode into more memory than the decode budget an error
+// wrapping ErrBudget, and never a panic or an unbounded allocation. Values
+// that do not fit the Go types they are decoded into are a *DecodeError
+// (see the rules in decode.go).
 func Unmarshal(data []byte, files *Files, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("wire: cannot decode into %T: not a non-nil pointer", v)
+	}
 	if err := Validate(data); err != nil {
 		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
+	}
+	if t := rv.Type().Elem(); !flat(t) {
+		if err := Check(data, t); err != nil {
+			return decodeError(data, v, err)
+		}
 	}
 	r := &decBuf{Reader: bytes.NewReader(data), files: files}
 	dec := msgpack.GetDecoder()
 	dec.Reset(r)
-	err := dec.Decode(v)
+	err := dec.DecodeValue(rv.Elem())
 	msgpack.PutDecoder(dec)
 	if err == nil && r.Len() != 0 {
 		err = fmt.Errorf("%d trailing bytes", r.Len())
@@ -212,9 +232,23 @@ func Unmarshal(data []byte, files *Files, v any) error {
 		for _, h := range r.rebuilt {
 			h.Close()
 		}
-		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
+		return decodeError(data, v, err)
 	}
 	return nil
+}
+
+// decodeError words a failed decode of data into v: a *DecodeError or the
+// budget's error already says what was sent and into what; msgpack's own
+// errors get both added.
+func decodeError(data []byte, v any, err error) error {
+	if errorsAsDecode(err) || errors.Is(err, ErrBudget) || errors.Is(err, ErrMalformed) {
+		return err
+	}
+	what := "a value"
+	if len(data) > 0 {
+		what = describeCode(data[0])
+	}
+	return fmt.Errorf("wire: cannot decode %s into %T: %w", what, v, err)
 }
 
 // RegisterHandle makes *T travel as a handle under extension number id.
