@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
+	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/pipe"
 	"github.com/mpgo/multiprocessing/process"
 	"github.com/vmihailenco/msgpack/v5"
@@ -572,14 +573,17 @@ func sendChunks(conn *pipe.Conn, out []byte, ends []int, max int) error {
 // decodeValue decodes a value from a reply of this client into v. Proxies
 // inside it attach to this client (see proxy.go).
 func (c *client) decodeValue(b []byte, v any) error {
-	if err := checkDecodeCost(b); err != nil {
-		return fmt.Errorf("manager: cannot decode into %T: %w", v, err)
+	if err := wire.Admit(b, v); err != nil {
+		if errors.Is(err, wire.ErrBudget) {
+			return fmt.Errorf("manager: %w: %w", ErrTooLarge, err)
+		}
+		return fmt.Errorf("manager: %w", err)
 	}
 	rd := valueReaderPool.Get().(*valueReader)
 	rd.Reader.Reset(b)
 	rd.cl = c
 	rd.dec.Reset(rd)
-	err := rd.dec.Decode(v)
+	err := wire.Decode(rd.dec, v)
 	rd.cl = nil
 	rd.Reader.Reset(nil)
 	valueReaderPool.Put(rd)

@@ -4,7 +4,6 @@ package manager
 // Value, Array and Namespace proxies themselves are in value.go).
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 
@@ -99,37 +98,3 @@ func isZero[V any](v V) bool {
 
 // noResult finishes a call that returns nothing.
 func noResult(_ reply, _ *client, err error) error { return err }
-
-// Decoding allocates more than the bytes decoded, most of all for maps: an
-// empty map is one byte of msgpack and tens of bytes of Go map, so a
-// value of nothing but empty maps would make a 16 MiB reply take a
-// gigabyte to decode. A value's maps are therefore counted before it is
-// decoded, at mapCost bytes a map and pairCost a pair, and a value whose
-// maps would cost more than decodeFactor times its size (plus
-// decodeSlackBytes) is refused with ErrTooLarge. Values under
-// decodeSlackBytes are not counted: they cannot cost much.
-const (
-	decodeFactor     = 32
-	decodeSlackBytes = 1 << 20
-	mapCost          = 64
-	pairCost         = 32
-)
-
-func checkDecodeCost(b []byte) error {
-	if len(b) < decodeSlackBytes/decodeFactor {
-		return nil
-	}
-	budget := decodeFactor*len(b) + decodeSlackBytes
-	cost := 0
-	_, err := msgp.Walk(b, &msgp.Visitor{Map: func(pairs int) error {
-		cost += mapCost + pairCost*pairs
-		if cost > budget {
-			return ErrTooLarge
-		}
-		return nil
-	}})
-	if errors.Is(err, ErrTooLarge) {
-		return fmt.Errorf("%w: a %d-byte value holds maps that would take over %d bytes to decode", ErrTooLarge, len(b), budget)
-	}
-	return nil // a malformed value is the decoder's to report
-}

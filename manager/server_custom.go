@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
+	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -158,7 +159,7 @@ func callMethod(ctx context.Context, cs *customState, m reflect.Value, name stri
 			pt = t.In(j)
 		}
 		p := reflect.New(pt)
-		if err := msgpack.NewDecoder(bytes.NewReader(b)).Decode(p.Interface()); err != nil {
+		if err := wire.Unmarshal(b, nil, p.Interface()); err != nil {
 			return codeNoMethod, msgp.AppendString(nil, fmt.Sprintf("%s argument %d: %v", name, i+1, err))
 		}
 		in = append(in, p.Elem())

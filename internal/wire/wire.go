@@ -208,18 +208,10 @@ func AppendTo(buf *bytes.Buffer, files *Files, v any) error {
 // that do not fit the Go types they are decoded into are a *DecodeError
 // (see the rules in decode.go).
 func Unmarshal(data []byte, files *Files, v any) error {
+	if err := Admit(data, v); err != nil {
+		return err
+	}
 	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("wire: cannot decode into %T: not a non-nil pointer", v)
-	}
-	if err := Validate(data); err != nil {
-		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
-	}
-	if t := rv.Type().Elem(); !flat(t) {
-		if err := Check(data, t); err != nil {
-			return decodeError(data, v, err)
-		}
-	}
 	r := &decBuf{Reader: bytes.NewReader(data), files: files}
 	dec := msgpack.GetDecoder()
 	dec.Reset(r)
@@ -233,6 +225,28 @@ func Unmarshal(data []byte, files *Files, v any) error {
 			h.Close()
 		}
 		return decodeError(data, v, err)
+	}
+	return nil
+}
+
+// Admit checks that data, which may come from an untrusted peer, can be
+// decoded into v (a non-nil pointer) by the module's rules: it is one
+// well-formed value (Validate), every struct it fills gets a field from it,
+// and it stays within the decode budget (Check). Unmarshal calls it; a
+// package that decodes with a msgpack.Decoder of its own calls it, then
+// Decode.
+func Admit(data []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("wire: cannot decode into %T: not a non-nil pointer", v)
+	}
+	if err := Validate(data); err != nil {
+		return fmt.Errorf("wire: cannot decode into %T: %w", v, err)
+	}
+	if t := rv.Type().Elem(); !flat(t) {
+		if err := Check(data, t); err != nil {
+			return decodeError(data, v, err)
+		}
 	}
 	return nil
 }
