@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,20 +16,27 @@ import (
 	"github.com/mpgo/multiprocessing/internal/exithook"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/queue"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Names of the JetStream objects behind queue NAME: the work-queue stream
 // MPQ_NAME on subject mpq.NAME with its one durable consumer, and the
-// stream MPQL_NAME that keeps the server's advisories about items that
-// reached MaxDeliver (so that any process's Join can find and drop them).
+// stream MPQL_NAME on subject mpql.NAME that records the items dropped
+// after MaxDeliver deliveries (so that any process's Join reports them).
 const (
 	queueStreamPrefix = "MPQ_"
 	lostStreamPrefix  = "MPQL_"
 	queueSubjectPref  = "mpq."
+	lostSubjectPref   = "mpql."
 	queueConsumer     = "mpq"
-	maxDeliveriesSubj = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
+	// maxDeliverKey holds MaxDeliver in the consumer's metadata. The
+	// consumer itself has no limit: the server counts deliveries one short
+	// once an item has been redelivered (nats-server 2.15, consumer.go
+	// hasMaxDeliveries reads the redelivery count as the delivery count), so
+	// an item that reached its limit would wait for the next pull request
+	// instead of being dropped. The Get that receives an item past the
+	// limit drops it instead.
+	maxDeliverKey = "mpgo.max_deliver"
 )
 
 // maxBatch bounds how many items a plain Queue's Get takes from the server
@@ -58,11 +66,12 @@ type wq struct {
 	maxSize    int
 	joinable   bool
 	ackWait    time.Duration
+	maxDeliver int
 	maxPayload int
 
 	mu        sync.Mutex
 	closed    bool
-	done      chan struct{} // closed by Close: blocked Gets return ErrClosed
+	done      chan struct{}            // closed by Close: blocked Gets return ErrClosed
 	futures   []jetstream.PubAckFuture // unbounded Put: publishes not yet confirmed, oldest first
 	asyncErrs int                      // publishes that failed, not yet reported
 	asyncErr  error                    // the first of them
@@ -73,11 +82,11 @@ type wq struct {
 	buf    [][]byte // plain Queue: items taken from the server, not yet returned
 	batch  int      // plain Queue: size of the next fetch
 	drainT time.Time
-	pulls  sync.WaitGroup // abandoned pulls still running
+	pull   *puller
 
 	heldMu    sync.Mutex
-	held      []jetstream.Msg // Joinable: taken by this handle, not yet done, oldest first
-	lostSeen  uint64          // Joinable: last lost-item record this handle reported
+	held      []*qmsg // Joinable: taken by this handle, not yet done, oldest first
+	lostSeen  uint64  // Joinable: last lost-item record this handle reported
 	hbStop    chan struct{}
 	hbDone    chan struct{}
 	closeOnce sync.Once
@@ -188,7 +197,8 @@ func openWQ(ctx context.Context, c *Cluster, name string, o *options, joinable b
 		Durable:       queueConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.ackWait,
-		MaxDeliver:    o.maxDeliver,
+		MaxDeliver:    -1,
+		Metadata:      map[string]string{maxDeliverKey: strconv.Itoa(o.maxDeliver)},
 		MaxAckPending: -1,
 		MaxWaiting:    4096,
 	}
@@ -199,25 +209,27 @@ func openWQ(ctx context.Context, c *Cluster, name string, o *options, joinable b
 			if o.set["AckWait"] && have.AckWait != o.ackWait {
 				return nil, fmt.Errorf("%w: queue %s exists with AckWait %v, not %v", ErrInvalidOption, name, have.AckWait, o.ackWait)
 			}
-			if o.set["MaxDeliver"] && have.MaxDeliver != o.maxDeliver {
-				return nil, fmt.Errorf("%w: queue %s exists with MaxDeliver %d, not %d", ErrInvalidOption, name, have.MaxDeliver, o.maxDeliver)
+			if haveMax := have.Metadata[maxDeliverKey]; o.set["MaxDeliver"] && haveMax != strconv.Itoa(o.maxDeliver) {
+				return nil, fmt.Errorf("%w: queue %s exists with MaxDeliver %s, not %d", ErrInvalidOption, name, haveMax, o.maxDeliver)
 			}
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open queue %s: %w", name, err)
 	}
-	// The advisories about items that reached MaxDeliver are plain NATS
-	// messages: a stream keeps them for whichever process joins.
 	_, err = c.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:     lostStreamPrefix + name,
-		Subjects: []string{maxDeliveriesSubj + sname + "." + queueConsumer},
+		Subjects: []string{lostSubjectPref + name},
 		Storage:  jetstream.FileStorage,
 	})
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return nil, fmt.Errorf("cluster: open queue %s: %w", name, err)
 	}
 	info := cons.CachedInfo()
+	maxDeliver, err := strconv.Atoi(info.Config.Metadata[maxDeliverKey])
+	if err != nil || maxDeliver < 1 {
+		return nil, fmt.Errorf("cluster: open queue %s: consumer without a valid %s", name, maxDeliverKey)
+	}
 	w := &wq{
 		c:          c,
 		name:       name,
@@ -227,10 +239,14 @@ func openWQ(ctx context.Context, c *Cluster, name string, o *options, joinable b
 		maxSize:    int(max(stream.CachedInfo().Config.MaxMsgs, 0)),
 		joinable:   joinable,
 		ackWait:    info.Config.AckWait,
+		maxDeliver: maxDeliver,
 		maxPayload: int(c.nc.MaxPayload()),
 		getSem:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		batch:      1,
+	}
+	if w.pull, err = newPuller(c.nc, sname, queueConsumer); err != nil {
+		return nil, fmt.Errorf("cluster: open queue %s: %w", name, err)
 	}
 	if joinable {
 		lost, err := c.js.Stream(ctx, lostStreamPrefix+name)
@@ -277,8 +293,17 @@ func (w *wq) encode(v any) ([]byte, error) {
 // isFull reports whether err is the server's refusal of a message to a
 // stream at its MaxMsgs.
 func isFull(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages exceeded")
+	a := apiError(err)
+	return a != nil && strings.Contains(a.Description, "maximum messages exceeded")
+}
+
+// apiError returns the JetStream API error inside err, or nil.
+func apiError(err error) *jetstream.APIError {
+	var jsErr jetstream.JetStreamError
+	if errors.As(err, &jsErr) {
+		return jsErr.APIError()
+	}
+	return nil
 }
 
 // put publishes data. An unbounded queue pipelines: the publish is
@@ -447,7 +472,7 @@ func (w *wq) get(ctx context.Context, block bool) ([]byte, error) {
 		if !w.joinable && w.maxSize == 0 {
 			n = w.nextBatch()
 		}
-		msgs, err := w.fetchNoWait(n)
+		msgs, err := w.fetchNoWait(ctx, n)
 		if err != nil {
 			return nil, err
 		}
@@ -462,7 +487,7 @@ func (w *wq) get(ctx context.Context, block bool) ([]byte, error) {
 			if m == nil {
 				continue
 			}
-			msgs = []jetstream.Msg{m}
+			msgs = []*qmsg{m}
 		}
 		if err := w.take(ctx, msgs); err != nil {
 			return nil, err
@@ -500,12 +525,15 @@ func (w *wq) pop() []byte {
 // them (the last one with a confirmation, which covers the earlier ones:
 // the server handles a consumer's acknowledgements in order) and buffers
 // their data; a Joinable holds them for TaskDone.
-func (w *wq) take(ctx context.Context, msgs []jetstream.Msg) error {
+func (w *wq) take(ctx context.Context, msgs []*qmsg) error {
 	if w.joinable {
-		w.heldMu.Lock()
-		w.held = append(w.held, msgs...)
-		w.heldMu.Unlock()
 		for _, m := range msgs {
+			if w.dropIfLost(ctx, m) {
+				continue
+			}
+			w.heldMu.Lock()
+			w.held = append(w.held, m)
+			w.heldMu.Unlock()
 			w.buf = append(w.buf, m.Data())
 		}
 		return nil
@@ -539,27 +567,54 @@ func (w *wq) take(ctx context.Context, msgs []jetstream.Msg) error {
 	return nil
 }
 
-// fetchNoWait takes up to n items that are waiting now.
-func (w *wq) fetchNoWait(n int) ([]jetstream.Msg, error) {
-	b, err := w.cons.FetchNoWait(n)
+// dropIfLost drops m if it was delivered more than MaxDeliver times,
+// recording it for Join first, and reports whether it did.
+func (w *wq) dropIfLost(ctx context.Context, m *qmsg) bool {
+	delivered, sseq, err := m.meta()
+	if err != nil || delivered <= uint64(w.maxDeliver) {
+		return false
+	}
+	rec, _ := json.Marshal(lostRecord{StreamSeq: sseq, Deliveries: delivered - 1})
+	if _, err := w.c.js.Publish(ctx, lostSubjectPref+w.name, rec); err != nil {
+		// Not recorded: leave it for the next Get to try again.
+		_ = m.Nak()
+		return true
+	}
+	// Term removes it from a work-queue stream. The record, written
+	// first, may then name an item twice if this process dies here: Join
+	// counts stream sequences, not records.
+	_ = m.Term()
+	return true
+}
+
+// fetchNoWait takes up to n items that are waiting now (and any that
+// earlier pull requests brought late).
+func (w *wq) fetchNoWait(ctx context.Context, n int) ([]*qmsg, error) {
+	if msgs := w.pull.drain(); len(msgs) > 0 {
+		return msgs, nil
+	}
+	reply, err := w.pull.request(n, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: get %s: %w", w.name, err)
 	}
-	var msgs []jetstream.Msg
-	for m := range b.Messages() {
-		msgs = append(msgs, m)
+	// The server answers a request for what is waiting at once; the bound
+	// is for a server that went away.
+	ctx, cancel := context.WithTimeout(ctx, defaultConnectTimeout)
+	defer cancel()
+	msgs, err := w.pull.collect(ctx, reply, n, nil)
+	if len(msgs) > 0 {
+		return msgs, nil
 	}
-	if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+	if err != nil {
 		return nil, fmt.Errorf("cluster: get %s: %w", w.name, err)
 	}
-	return msgs, nil
+	return nil, nil
 }
 
 // fetchWait waits for one item for at most pullSlice (nil: none came) or
-// until ctx ends. When ctx ends first the pull request lives on for the
-// rest of its slice: an item it brings goes back to the queue at once
-// (Nak), not after AckWait.
-func (w *wq) fetchWait(ctx context.Context) (jetstream.Msg, error) {
+// until ctx ends or the handle closes. A request that ctx cut short lives
+// on for the rest of its slice: what it brings waits for the next Get.
+func (w *wq) fetchWait(ctx context.Context) (*qmsg, error) {
 	wait := pullSlice
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d))
@@ -567,43 +622,33 @@ func (w *wq) fetchWait(ctx context.Context) (jetstream.Msg, error) {
 	if wait < time.Millisecond {
 		return nil, fmt.Errorf("cluster: get %s: %w", w.name, context.DeadlineExceeded)
 	}
-	b, err := w.cons.Fetch(1, jetstream.FetchMaxWait(wait))
+	reply, err := w.pull.request(1, wait)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: get %s: %w", w.name, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.done:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	msgs, err := w.pull.collect(cctx, reply, 1, nil)
+	if len(msgs) > 0 {
+		return msgs[0], nil
+	}
+	if w.isClosed() {
+		return nil, queue.ErrClosed
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("cluster: get %s: %w", w.name, ctx.Err())
 		}
 		return nil, fmt.Errorf("cluster: get %s: %w", w.name, err)
 	}
-	select {
-	case m, ok := <-b.Messages():
-		if ok {
-			return m, nil
-		}
-		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("cluster: get %s: %w", w.name, err)
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("cluster: get %s: %w", w.name, ctx.Err())
-		}
-		return nil, nil
-	case <-ctx.Done():
-		w.abandon(b)
-		return nil, fmt.Errorf("cluster: get %s: %w", w.name, ctx.Err())
-	case <-w.done:
-		w.abandon(b)
-		return nil, queue.ErrClosed
-	}
-}
-
-// abandon gives back at once what the pull request b still brings.
-func (w *wq) abandon(b jetstream.MessageBatch) {
-	w.pulls.Add(1)
-	go func() {
-		defer w.pulls.Done()
-		for m := range b.Messages() {
-			_ = m.Nak()
-		}
-	}()
+	return nil, nil
 }
 
 // taskDone acknowledges the oldest item this handle took and has not
@@ -637,7 +682,7 @@ func (w *wq) heartbeat() {
 		case <-t.C:
 		}
 		w.heldMu.Lock()
-		held := append([]jetstream.Msg(nil), w.held...)
+		held := append([]*qmsg(nil), w.held...)
 		w.heldMu.Unlock()
 		for _, m := range held {
 			_ = m.InProgress()
@@ -645,15 +690,15 @@ func (w *wq) heartbeat() {
 	}
 }
 
-// lostRecord is the part of the server's max-deliveries advisory we read.
+// lostRecord records an item dropped after MaxDeliver deliveries.
 type lostRecord struct {
-	StreamSeq uint64 `json:"stream_seq"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
 }
 
 // join waits until the queue's stream holds no item: every item put was
-// acknowledged (done) or dropped after MaxDeliver. Dropped items are
-// removed from the stream here, found through the advisories the lost
-// stream keeps.
+// acknowledged (done) or dropped after MaxDeliver deliveries. The dropped
+// ones are found in the lost stream.
 func (w *wq) join(ctx context.Context) error {
 	if w.isClosed() {
 		return queue.ErrClosed
@@ -665,7 +710,7 @@ func (w *wq) join(ctx context.Context) error {
 	w.heldMu.Lock()
 	from := w.lostSeen
 	w.heldMu.Unlock()
-	nLost := 0
+	lostSeqs := map[uint64]bool{}
 	backoff := time.Millisecond
 	for {
 		li, err := lost.Info(ctx)
@@ -681,13 +726,15 @@ func (w *wq) join(ctx context.Context) error {
 				return fmt.Errorf("cluster: join %s: %w", w.name, err)
 			}
 			var rec lostRecord
-			if json.Unmarshal(rm.Data, &rec) == nil && rec.StreamSeq > 0 {
+			if json.Unmarshal(rm.Data, &rec) == nil && rec.StreamSeq > 0 && !lostSeqs[rec.StreamSeq] {
+				lostSeqs[rec.StreamSeq] = true
+				// Normally gone already (Term); not if the dropping process
+				// died between the record and the Term.
 				err := w.stream.DeleteMsg(ctx, rec.StreamSeq)
 				if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNoMsg(err) {
 					return fmt.Errorf("cluster: join %s: dropping a lost item: %w", w.name, err)
 				}
 			}
-			nLost++
 			from = seq
 		}
 		si, err := w.stream.Info(ctx)
@@ -698,8 +745,8 @@ func (w *wq) join(ctx context.Context) error {
 			w.heldMu.Lock()
 			w.lostSeen = max(w.lostSeen, from)
 			w.heldMu.Unlock()
-			if nLost > 0 {
-				return fmt.Errorf("cluster: join %s: %d items reached MaxDeliver deliveries without TaskDone and were dropped: %w", w.name, nLost, ErrLost)
+			if n := len(lostSeqs); n > 0 {
+				return fmt.Errorf("cluster: join %s: %d items reached MaxDeliver deliveries without TaskDone and were dropped: %w", w.name, n, ErrLost)
 			}
 			return nil
 		}
@@ -716,8 +763,9 @@ func (w *wq) join(ctx context.Context) error {
 
 // isNoMsg reports whether err says the message to delete is gone already.
 func isNoMsg(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "no message found")
+	// DeleteMsg formats the server's answer into its error, it does not
+	// wrap it.
+	return errors.Is(err, jetstream.ErrMsgNotFound) || strings.Contains(err.Error(), "no message found")
 }
 
 // consumerInfo returns the queue consumer's state, bounded in time because
@@ -784,7 +832,7 @@ func (w *wq) close() error {
 			}
 		}
 		w.buf = nil
-		w.pulls.Wait()
+		w.pull.close()
 		w.closeErr = err
 	})
 	return w.closeErr
