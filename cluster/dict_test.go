@@ -89,6 +89,7 @@ func TestDictAdd(t *testing.T) {
 	require.NoError(t, err)
 	x, err := f.Add(ctx, "k", 0.5)
 	require.NoError(t, err)
+	assert.Equal(t, 0.5, x)
 	x, err = f.Add(ctx, "k", 0.25)
 	require.NoError(t, err)
 	assert.Equal(t, 0.75, x)
