@@ -164,3 +164,37 @@ func TestConnectBadURL(t *testing.T) {
 	_, err = cluster.Connect(short, "nats://127.0.0.1:1")
 	assert.Error(t, err)
 }
+
+// A Get given up on leaves its pull request on the server for up to a
+// second; an item put after the handle closed must go to another consumer
+// at once, not after AckWait (30 s) to the closed handle's inbox. (The
+// server drops a pull request whose inbox nobody subscribes to any more.)
+func TestCloseAfterCancelledGetLosesNothing(t *testing.T) {
+	ctx := testbin.Context(t)
+	s, c := setup(t)
+	a, err := cluster.OpenQueue[int](ctx, c, "late")
+	require.NoError(t, err)
+	b, err := cluster.OpenQueue[int](ctx, connect(t, s.URL()), "late")
+	require.NoError(t, err)
+	defer b.Close()
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = a.Get(short)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// The request a's Get sent asked for up to pullSlice (1 s) or the
+	// ctx's deadline, whichever came first; use a ctx without deadline.
+	cctx, ccancel := context.WithCancel(ctx)
+	go func() { time.Sleep(50 * time.Millisecond); ccancel() }()
+	_, err = a.Get(cctx)
+	require.ErrorIs(t, err, context.Canceled)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		assert.NoError(t, b.Put(ctx, 42))
+	}()
+	require.NoError(t, a.Close())
+	got, gcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer gcancel()
+	v, err := b.Get(got)
+	require.NoError(t, err)
+	assert.Equal(t, 42, v)
+}

@@ -622,6 +622,7 @@ func (w *wq) fetchWait(ctx context.Context) (*qmsg, error) {
 	if wait < time.Millisecond {
 		return nil, fmt.Errorf("cluster: get %s: %w", w.name, context.DeadlineExceeded)
 	}
+	sent := time.Now()
 	reply, err := w.pull.request(1, wait)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: get %s: %w", w.name, err)
@@ -647,6 +648,13 @@ func (w *wq) fetchWait(ctx context.Context) (*qmsg, error) {
 			return nil, fmt.Errorf("cluster: get %s: %w", w.name, ctx.Err())
 		}
 		return nil, fmt.Errorf("cluster: get %s: %w", w.name, err)
+	}
+	if time.Since(sent) < 10*time.Millisecond {
+		// Refused at once (409: too many waiting requests): do not spin.
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
 	return nil, nil
 }
