@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -22,7 +23,32 @@ type Cluster struct {
 	nc *nats.Conn
 	js jetstream.JetStream
 
+	mu      sync.Mutex
+	handles map[io.Closer]struct{} // open queues: Close closes them first
+	closed  bool
+
 	closeOnce sync.Once
+}
+
+// track registers h to be closed by Close; false when the Cluster is
+// closed already.
+func (c *Cluster) track(h io.Closer) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.handles == nil {
+		c.handles = map[io.Closer]struct{}{}
+	}
+	c.handles[h] = struct{}{}
+	return true
+}
+
+func (c *Cluster) untrack(h io.Closer) {
+	c.mu.Lock()
+	delete(c.handles, h)
+	c.mu.Unlock()
 }
 
 // defaultConnectTimeout bounds a dial when ctx has no deadline.
@@ -142,10 +168,20 @@ func credentialsOption(file string) (nats.Option, error) {
 	return nil, fmt.Errorf("cluster: connect: %s is neither a NATS credentials file nor an NKey user seed", file)
 }
 
-// Close flushes what this connection still has to send and closes it.
-// Queues, dicts and pools opened on it stop working. Close is idempotent.
+// Close closes the queues opened on this connection that are still open
+// (each as its own Close does: publishes flushed, items taken ahead given
+// back), then the connection. Dicts opened on it stop working. Close is
+// idempotent.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		hs := c.handles
+		c.handles = nil
+		c.mu.Unlock()
+		for h := range hs {
+			_ = h.Close()
+		}
 		if c.nc.IsConnected() {
 			_ = c.nc.FlushTimeout(defaultConnectTimeout)
 		}

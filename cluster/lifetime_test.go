@@ -198,3 +198,31 @@ func TestCloseAfterCancelledGetLosesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 42, v)
 }
+
+// Closing the connection closes the queues still open on it (their
+// goroutines end: TestMain's leak check), and nothing opens on it after.
+func TestClusterCloseClosesQueues(t *testing.T) {
+	ctx := testbin.Context(t)
+	s := startServer(t)
+	c, err := cluster.Connect(ctx, s.URL())
+	require.NoError(t, err)
+	q, err := cluster.OpenQueue[int](ctx, c, "q")
+	require.NoError(t, err)
+	j, err := cluster.OpenJoinable[int](ctx, c, "j", cluster.AckWait(time.Second))
+	require.NoError(t, err)
+	require.NoError(t, q.Put(ctx, 1))
+	require.NoError(t, c.Close())
+	assert.ErrorIs(t, q.Put(ctx, 2), queue.ErrClosed)
+	_, err = j.Get(ctx)
+	assert.ErrorIs(t, err, queue.ErrClosed)
+	_, err = cluster.OpenQueue[int](ctx, c, "q")
+	assert.Error(t, err)
+	// The item put before Close was flushed by it.
+	c2 := connect(t, s.URL())
+	q2, err := cluster.OpenQueue[int](ctx, c2, "q")
+	require.NoError(t, err)
+	defer q2.Close()
+	v, err := q2.Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, v)
+}

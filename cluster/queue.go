@@ -16,6 +16,7 @@ import (
 	"github.com/mpgo/multiprocessing/internal/exithook"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/mpgo/multiprocessing/queue"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -251,6 +252,7 @@ func openWQ(ctx context.Context, c *Cluster, name string, o *options, joinable b
 	if joinable {
 		lost, err := c.js.Stream(ctx, lostStreamPrefix+name)
 		if err != nil {
+			w.pull.close()
 			return nil, fmt.Errorf("cluster: open queue %s: %w", name, err)
 		}
 		w.lostSeen = lost.CachedInfo().State.LastSeq
@@ -262,6 +264,10 @@ func openWQ(ctx context.Context, c *Cluster, name string, o *options, joinable b
 	// back the items it took ahead and finishes its publishes. The hook
 	// holds the queue weakly: a queue dropped without Close is not kept
 	// alive by it.
+	if !c.track(w) {
+		w.close()
+		return nil, fmt.Errorf("cluster: open queue %s: %w", name, nats.ErrConnectionClosed)
+	}
 	wp := weak.Make(w)
 	exithook.Register(func() {
 		if w := wp.Value(); w != nil {
@@ -841,7 +847,11 @@ func (w *wq) close() error {
 		}
 		w.buf = nil
 		w.pull.close()
+		w.c.untrack(w)
 		w.closeErr = err
 	})
 	return w.closeErr
 }
+
+// Close is close, for the Cluster's list of open handles.
+func (w *wq) Close() error { return w.close() }
