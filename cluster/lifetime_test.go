@@ -226,3 +226,30 @@ func TestClusterCloseClosesQueues(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, v)
 }
+
+// An item that a cancelled Get's pull request brings late goes back to the
+// queue at once: another consumer gets it, and the handle whose Get gave
+// up never returns it as well.
+func TestCancelledGetKeepsNothing(t *testing.T) {
+	ctx := testbin.Context(t)
+	s, c := setup(t)
+	a, err := cluster.OpenQueue[int](ctx, c, "late")
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := cluster.OpenQueue[int](ctx, connect(t, s.URL()), "late")
+	require.NoError(t, err)
+	defer b.Close()
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	_, err = a.Get(cctx)
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, b.Put(ctx, 42))
+	require.NoError(t, b.Flush(ctx))
+	got, gcancel := context.WithTimeout(ctx, 5*time.Second) // AckWait is 30 s
+	defer gcancel()
+	v, err := b.Get(got)
+	require.NoError(t, err)
+	assert.Equal(t, 42, v)
+	_, err = a.TryGet()
+	assert.ErrorIs(t, err, queue.ErrEmpty, "the item was returned twice")
+}

@@ -79,11 +79,12 @@ type wq struct {
 
 	// getSem serializes the fetches of this handle (a channel, so that a
 	// Get waiting for it can give up when its ctx ends).
-	getSem chan struct{}
-	buf    [][]byte // plain Queue: items taken from the server, not yet returned
-	batch  int      // plain Queue: size of the next fetch
-	drainT time.Time
-	pull   *puller
+	getSem    chan struct{}
+	abandoned time.Time // when the last pull request given up on expires (under getSem)
+	buf       [][]byte  // plain Queue: items taken from the server, not yet returned
+	batch     int       // plain Queue: size of the next fetch
+	drainT    time.Time
+	pull      *puller
 
 	heldMu    sync.Mutex
 	held      []*qmsg // Joinable: taken by this handle, not yet done, oldest first
@@ -450,6 +451,33 @@ func (w *wq) acquire(ctx context.Context) error {
 
 func (w *wq) release() { <-w.getSem }
 
+// releaseAfterPull releases the fetch slot, at once or, when the last pull
+// request was given up on before the server ended it, once that request
+// has expired: until then a goroutine holds the slot and gives back at
+// once whatever the request brings. Left in the subscription with no Get
+// to take it, such an item would be redelivered to another consumer after
+// AckWait while a later Get here could still return it: twice.
+func (w *wq) releaseAfterPull() {
+	until := w.abandoned
+	w.abandoned = time.Time{}
+	if time.Until(until) <= 0 {
+		w.release()
+		return
+	}
+	go func() {
+		defer w.release()
+		for d := time.Until(until); d > 0; d = time.Until(until) {
+			m, err := w.pull.sub.NextMsg(d)
+			if err != nil {
+				return
+			}
+			if isData(m) {
+				_ = (&qmsg{w.c.nc, m}).Nak()
+			}
+		}
+	}()
+}
+
 // get takes the next item. block says whether to wait for one (until ctx
 // ends) or to return queue.ErrEmpty.
 //
@@ -469,7 +497,7 @@ func (w *wq) get(ctx context.Context, block bool) ([]byte, error) {
 	if err := w.acquire(ctx); err != nil {
 		return nil, err
 	}
-	defer w.release()
+	defer w.releaseAfterPull()
 	if len(w.buf) > 0 {
 		return w.pop(), nil
 	}
@@ -645,6 +673,11 @@ func (w *wq) fetchWait(ctx context.Context) (*qmsg, error) {
 	msgs, err := w.pull.collect(cctx, reply, 1, nil)
 	if len(msgs) > 0 {
 		return msgs[0], nil
+	}
+	if err != nil {
+		// Given up on: the request may still bring an item until it
+		// expires on the server.
+		w.abandoned = sent.Add(wait)
 	}
 	if w.isClosed() {
 		return nil, queue.ErrClosed
