@@ -270,10 +270,14 @@ func openWQ(ctx context.Context, c *Cluster, name string, o *options, joinable b
 		return nil, fmt.Errorf("cluster: open queue %s: %w", name, nats.ErrConnectionClosed)
 	}
 	wp := weak.Make(w)
-	exithook.Register(func() {
-		if w := wp.Value(); w != nil {
-			w.close()
+	exithook.Register(func() error {
+		if w := wp.Value(); w != nil && !w.isClosed() {
+			// Publishes the server never confirmed fail the worker, as a
+			// local queue's unwritten items do (a Close already reported
+			// its own).
+			return w.close()
 		}
+		return nil
 	})
 	return w, nil
 }
