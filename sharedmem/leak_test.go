@@ -90,3 +90,17 @@ func TestNoLeaks(t *testing.T) {
 	assert.Equal(t, maps, mappings(t, name), "block mappings")
 	assert.LessOrEqual(t, allMappings(t), total+10, "mappings (guards included)")
 }
+
+// TestManyCloses: a program that makes and closes blocks in a loop,
+// allocating little else, does not pile up guard reservations toward the
+// kernel's cap on mappings (65530 by default).
+func TestManyCloses(t *testing.T) {
+	runtime.GC()
+	total := allMappings(t)
+	for range 10_000 {
+		m, err := sharedmem.New(4096)
+		require.NoError(t, err)
+		require.NoError(t, m.Close())
+	}
+	assert.Less(t, allMappings(t), total+2500)
+}

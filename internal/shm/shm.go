@@ -109,7 +109,8 @@ func mapFD(fd, size int) (*Segment, error) {
 // itself is garbage collected. The shared pages are released at Close all
 // the same; a slice of them that outlived Close then faults on use instead
 // of reading or writing whatever the addresses were given to next. For
-// segments whose memory users hold as slices.
+// segments whose memory users hold as slices. At most maxGuards closed
+// segments keep a guard at a time.
 func (s *Segment) FaultAfterClose() {
 	s.mu.Lock()
 	s.guard = true
@@ -159,16 +160,38 @@ func (s *Segment) Close() error {
 // faults on access and costs no memory.
 func (s *Segment) unmap() error {
 	addr, n := unsafe.Pointer(unsafe.SliceData(s.mem)), uintptr(len(s.mem))
-	if s.guard {
+	if s.guard && guards.Add(1) <= maxGuards {
 		_, err := unix.MmapPtr(-1, 0, addr, n, unix.PROT_NONE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE)
 		if err == nil {
-			runtime.AddCleanup(s, func(r region) { unix.MunmapPtr(r.addr, r.n) }, region{addr, n})
+			runtime.AddCleanup(s, func(r region) {
+				unix.MunmapPtr(r.addr, r.n)
+				guards.Add(-1)
+			}, region{addr, n})
+			if guards.Load()%gcEvery == 0 {
+				// A program that closes many blocks but allocates
+				// little would rarely collect, and its guards would
+				// pile up.
+				runtime.GC()
+			}
 			return nil
 		}
 	}
+	if s.guard {
+		guards.Add(-1)
+	}
 	return unix.MunmapPtr(addr, n)
 }
+
+// guards counts the reservations Close left that are not yet released. The
+// kernel caps the mappings of a process (vm.max_map_count, 65530 by
+// default); past maxGuards Close unmaps at once, unguarded.
+var guards atomic.Int64
+
+const (
+	maxGuards = 8192
+	gcEvery   = 1024
+)
 
 type region struct {
 	addr unsafe.Pointer
