@@ -26,7 +26,7 @@ type span struct{ Lo, Hi int }
 
 // fill writes sqrt(i) into its span of the shared array and returns only
 // how many it wrote: the data itself does not travel back.
-var fill = pool.Register("sharedmem_test.fill", func(ctx context.Context, s span) (int, error) {
+var fillTask = pool.Register("sharedmem_test.fill", func(ctx context.Context, s span) (int, error) {
 	x := workerArray.Slice()
 	for i := s.Lo; i < s.Hi; i++ {
 		x[i] = math.Sqrt(float64(i))
@@ -47,7 +47,7 @@ func TestPoolInitializer(t *testing.T) {
 		spans = append(spans, span{lo, lo + chunk})
 	}
 	ctx := testbin.Context(t)
-	counts, err := pool.Map(ctx, p, fill, spans)
+	counts, err := pool.Map(ctx, p, fillTask, spans)
 	require.NoError(t, err)
 	total := 0
 	for _, c := range counts {

@@ -47,28 +47,69 @@ func NewValue[T Number](v T) (*Value[T], error) {
 	return x, nil
 }
 
-func (v *Value[T]) word() *T {
-	p := v.p.Load()
-	if p == nil {
-		panic(fmt.Errorf("sharedmem: %T used after Close: %w", v, ErrClosed))
-	}
-	return p
+// Each operation loads the word's address and checks it by hand rather
+// than through a helper: the compiler does not inline a method of a
+// generic type into another, and a call would double the cost of Add.
+// closedValue is out of line for the same reason.
+//
+//go:noinline
+func closedValue(v any) {
+	panic(fmt.Errorf("sharedmem: %T used after Close: %w", v, ErrClosed))
 }
 
 // Load returns the value atomically.
-func (v *Value[T]) Load() T { return load(v.word()) }
+func (v *Value[T]) Load() T {
+	p := v.p.Load()
+	if p == nil {
+		closedValue(v)
+	}
+	if wide[T]() {
+		return from64[T](atomic.LoadUint64((*uint64)(unsafe.Pointer(p))))
+	}
+	return from32[T](atomic.LoadUint32((*uint32)(unsafe.Pointer(p))))
+}
 
 // Store sets the value atomically.
-func (v *Value[T]) Store(x T) { store(v.word(), x) }
+func (v *Value[T]) Store(x T) {
+	p := v.p.Load()
+	if p == nil {
+		closedValue(v)
+	}
+	if wide[T]() {
+		atomic.StoreUint64((*uint64)(unsafe.Pointer(p)), bits64(x))
+		return
+	}
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(p)), bits32(x))
+}
 
 // Add adds delta atomically and returns the new value. Integers wrap
 // around on overflow, as Go's arithmetic does.
-func (v *Value[T]) Add(delta T) T { return add(v.word(), delta) }
+func (v *Value[T]) Add(delta T) T {
+	p := v.p.Load()
+	if p == nil {
+		closedValue(v)
+	}
+	var zero T
+	switch {
+	case isFloat[T]() || unsafe.Sizeof(zero) < 4:
+		return addCAS(p, delta)
+	case wide[T]():
+		return T(atomic.AddUint64((*uint64)(unsafe.Pointer(p)), uint64(delta)))
+	default:
+		return T(atomic.AddUint32((*uint32)(unsafe.Pointer(p)), uint32(delta)))
+	}
+}
 
 // CompareAndSwap sets the value to new if it is old, atomically, and
 // reports whether it did. Floats are compared by their bits: 0.0 and -0.0
 // differ, and a NaN matches the same NaN.
-func (v *Value[T]) CompareAndSwap(old, new T) bool { return cas(v.word(), old, new) }
+func (v *Value[T]) CompareAndSwap(old, new T) bool {
+	p := v.p.Load()
+	if p == nil {
+		closedValue(v)
+	}
+	return cas(p, old, new)
+}
 
 // Lock returns the value's lock (Python's get_lock()), for updates that
 // need more than one operation or that span several values. Add and
@@ -133,14 +174,6 @@ func load[T Number](p *T) T {
 	return from32[T](atomic.LoadUint32((*uint32)(unsafe.Pointer(p))))
 }
 
-func store[T Number](p *T, x T) {
-	if wide[T]() {
-		atomic.StoreUint64((*uint64)(unsafe.Pointer(p)), bits64(x))
-		return
-	}
-	atomic.StoreUint32((*uint32)(unsafe.Pointer(p)), bits32(x))
-}
-
 func cas[T Number](p *T, old, new T) bool {
 	if wide[T]() {
 		return atomic.CompareAndSwapUint64((*uint64)(unsafe.Pointer(p)), bits64(old), bits64(new))
@@ -148,20 +181,14 @@ func cas[T Number](p *T, old, new T) bool {
 	return atomic.CompareAndSwapUint32((*uint32)(unsafe.Pointer(p)), bits32(old), bits32(new))
 }
 
-func add[T Number](p *T, delta T) T {
-	var zero T
-	switch {
-	case isFloat[T]() || unsafe.Sizeof(zero) < 4:
-		for {
-			old := load(p)
-			if n := old + delta; cas(p, old, n) {
-				return n
-			}
+// addCAS adds by compare-and-swap: floats, and the 8- and 16-bit types
+// (their whole 32-bit word is swapped).
+func addCAS[T Number](p *T, delta T) T {
+	for {
+		old := load(p)
+		if n := old + delta; cas(p, old, n) {
+			return n
 		}
-	case wide[T]():
-		return T(atomic.AddUint64((*uint64)(unsafe.Pointer(p)), uint64(delta)))
-	default:
-		return T(atomic.AddUint32((*uint32)(unsafe.Pointer(p)), uint32(delta)))
 	}
 }
 
