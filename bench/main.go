@@ -228,6 +228,8 @@ func pyFunc(name string) string {
 		return "throughput"
 	case name == "queue_latency":
 		return "queue_latency"
+	case strings.HasSuffix(name, "_handoff"):
+		return "handoff"
 	case strings.Contains(name, "queue_throughput"):
 		return "queues"
 	case strings.HasPrefix(name, "lock"):
