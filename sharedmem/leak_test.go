@@ -81,14 +81,17 @@ func TestNoLeaks(t *testing.T) {
 	}
 	assert.Equal(t, fds, testbin.FDCount(t), "descriptors")
 	// The locks' mappings, and the guard reservations that Close leaves,
-	// go when their objects are collected.
+	// go when their objects are collected. (The baseline may still hold
+	// some from earlier tests; a leak would be 200 rounds' worth: one
+	// mapping per object per round, over 1000.)
+	settled := func() bool { return mappings(t, name) <= maps && allMappings(t) <= total+100 }
 	deadline := time.Now().Add(testbin.Timeout)
-	for (mappings(t, name) > maps || allMappings(t) > total+10) && time.Now().Before(deadline) {
+	for !settled() && time.Now().Before(deadline) {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
-	assert.Equal(t, maps, mappings(t, name), "block mappings")
-	assert.LessOrEqual(t, allMappings(t), total+10, "mappings (guards included)")
+	assert.LessOrEqual(t, mappings(t, name), maps, "block mappings")
+	assert.LessOrEqual(t, allMappings(t), total+100, "mappings (guards included)")
 }
 
 // TestManyCloses: a program that makes and closes blocks in a loop,
