@@ -16,6 +16,8 @@ import (
 // element without holding Lock is a race, as in Python; Lock orders
 // compound updates (read, compute, write) across processes.
 //
+// Its zero value is empty and unusable: call NewArray.
+//
 // An Array is safe for concurrent use by goroutines and travels to other
 // processes like a Memory: in a field of type *Array[T] (or at top level),
 // where the receiver's T must have the same kind and size as the sender's.
@@ -51,6 +53,9 @@ func NewArray[T Number](n int) (*Array[T], error) {
 // is seen by every process that has the array. It is valid until Close, as
 // Memory.Bytes (after Close it is nil).
 func (a *Array[T]) Slice() []T {
+	if a.m == nil {
+		return nil
+	}
 	p := a.m.data.Load()
 	if p == nil {
 		return nil
@@ -60,7 +65,7 @@ func (a *Array[T]) Slice() []T {
 
 // Len returns the number of elements (0 after Close).
 func (a *Array[T]) Len() int {
-	if a.m.data.Load() == nil {
+	if a.m == nil || a.m.data.Load() == nil {
 		return 0
 	}
 	return a.n
@@ -76,6 +81,9 @@ func (a *Array[T]) Lock() *lock.Lock { return a.lk }
 // processes keep theirs. Idempotent; it must not run while another
 // goroutine still uses the slice.
 func (a *Array[T]) Close() error {
+	if a.m == nil {
+		return nil // the zero Array: nothing to close
+	}
 	err := a.m.Close()
 	if lerr := a.lk.Close(); err == nil {
 		err = lerr

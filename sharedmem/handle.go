@@ -208,7 +208,7 @@ func (a *Array[T]) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if a == nil {
 		return enc.EncodeNil()
 	}
-	if a.m.data.Load() == nil {
+	if a.m == nil || a.m.data.Load() == nil {
 		return fmt.Errorf("sharedmem: cannot pass a closed Array: %w", ErrClosed)
 	}
 	return enc.Encode(&carrier{code: elemCode[T](), m: a.m, lk: a.lk})

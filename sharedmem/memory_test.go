@@ -237,3 +237,26 @@ func TestArrayLen(t *testing.T) {
 	require.True(t, ok)
 	require.NoError(t, a.Lock().Release())
 }
+
+func TestZeroValues(t *testing.T) {
+	var m sharedmem.Memory
+	assert.Nil(t, m.Bytes())
+	assert.NoError(t, m.Close())
+	_, err := sharedmem.Slice[int8](&m)
+	assert.ErrorIs(t, err, sharedmem.ErrClosed)
+	var a sharedmem.Array[int64]
+	assert.Nil(t, a.Slice())
+	assert.Equal(t, 0, a.Len())
+	assert.NoError(t, a.Close())
+	var v sharedmem.Value[int64]
+	assert.NoError(t, v.Close())
+	assert.Panics(t, func() { v.Add(1) })
+
+	c1, c2, err := pipe.Pipe()
+	require.NoError(t, err)
+	defer c1.Close()
+	defer c2.Close()
+	assert.ErrorIs(t, c1.Send(&m), sharedmem.ErrClosed)
+	assert.ErrorIs(t, c1.Send(&a), sharedmem.ErrClosed)
+	assert.ErrorIs(t, c1.Send(&v), sharedmem.ErrClosed)
+}

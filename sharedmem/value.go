@@ -23,7 +23,7 @@ import (
 // element kind and size on both sides).
 //
 // Load, Store, Add and CompareAndSwap panic with an error wrapping ErrClosed
-// when called after Close.
+// when called after Close (or on the zero Value: call NewValue).
 type Value[T Number] struct {
 	p  atomic.Pointer[T] // the word; nil once closed
 	m  *Memory
@@ -120,6 +120,9 @@ func (v *Value[T]) Lock() *lock.Lock { return v.lk }
 // Idempotent; it must not run while another goroutine still uses v.
 func (v *Value[T]) Close() error {
 	v.p.Store(nil)
+	if v.m == nil {
+		return nil // the zero Value: nothing to close
+	}
 	err := v.m.Close()
 	if lerr := v.lk.Close(); err == nil {
 		err = lerr
