@@ -101,10 +101,10 @@
 //     size of that file system: writing to a named block on a full /dev/shm
 //     faults the same way. Pages are allocated when first written, not at
 //     Create.
-//   - The memory is never copied on the way, so a block larger than the
-//     pipe or queue limits travels at the cost of a descriptor. The first
-//     touch of each 4 KiB page in a process costs a page fault; a process
-//     that maps a large block and reads it once pays that on its first pass.
+//   - Passing a block costs a descriptor whatever its size, but each
+//     process that maps it takes page faults on its first touch of the
+//     pages: a process that reads a large block once pays them on that
+//     pass.
 //   - The race detector sees no shared memory: ordering that goes through
 //     a Value or a Slice is invisible to it.
 package sharedmem
