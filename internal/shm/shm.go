@@ -168,12 +168,6 @@ func (s *Segment) unmap() error {
 				unix.MunmapPtr(r.addr, r.n)
 				guards.Add(-1)
 			}, region{addr, n})
-			if guards.Load()%gcEvery == 0 {
-				// A program that closes many blocks but allocates
-				// little would rarely collect, and its guards would
-				// pile up.
-				runtime.GC()
-			}
 			return nil
 		}
 	}
@@ -185,13 +179,11 @@ func (s *Segment) unmap() error {
 
 // guards counts the reservations Close left that are not yet released. The
 // kernel caps the mappings of a process (vm.max_map_count, 65530 by
-// default); past maxGuards Close unmaps at once, unguarded.
+// default); past maxGuards Close unmaps at once, unguarded. (Forcing a
+// collection instead would stall a program with a large heap.)
 var guards atomic.Int64
 
-const (
-	maxGuards = 8192
-	gcEvery   = 1024
-)
+const maxGuards = 8192
 
 type region struct {
 	addr unsafe.Pointer
