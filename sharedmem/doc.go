@@ -85,8 +85,9 @@
 //     reserved and inaccessible, so a stale slice faults (the program
 //     crashes with "unexpected fault address") instead of reading or
 //     writing memory that was given to something else; once the object is
-//     garbage collected they are released. Do not Close while other
-//     goroutines still use the memory.
+//     garbage collected they are released. (Past 8192 such reservations at
+//     once, Close unmaps at once and this protection lapses.) Do not Close
+//     while other goroutines still use the memory.
 //   - An object that is never closed stays mapped until the process exits:
 //     nothing unmaps memory behind a slice that may still be in use.
 //   - Array and Value travel in fields of their own type (*Array[T],
