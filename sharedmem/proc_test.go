@@ -310,6 +310,15 @@ func TestPassNamed(t *testing.T) {
 	assert.Equal(t, 100, r.Size())
 	m.Bytes()[50] = 9
 	assert.Equal(t, byte(9), r.Bytes()[50])
+
+	// A Memory arrives working in an interface-typed field too.
+	require.NoError(t, c1.Send(struct{ X any }{m}))
+	var x struct{ X any }
+	require.NoError(t, c2.Recv(&x))
+	xm, ok := x.X.(*sharedmem.Memory)
+	require.True(t, ok, "%T", x.X)
+	defer xm.Close()
+	assert.Equal(t, byte(9), xm.Bytes()[50])
 	require.NoError(t, r.Unlink())
 }
 
