@@ -59,6 +59,15 @@ var rows = []row{
 	{"pool_map_trivial", "./pool", "MapTrivial", "tasks/s", "tasks/s", 1, true, "pool Map of a trivial task, 200k ints, 2 workers", ""},
 	{"pool_apply_async_trivial", "./pool", "ApplyAsync", "tasks/s", "tasks/s", 1, true, "pool ApplyAsync ×20k, then Get all", ""},
 	{"pool_startup", "./pool", "Startup", "ns/op", "ms", 1e-6, false, "pool New(2 workers) + Close + Join", ""},
+	{"", "./sharedmem", "StartNoArray", "ns/op", "ms", 1e-6, false, "process start+join, no shared memory", ""},
+	{"", "./sharedmem", "StartArray1GiB", "ns/op", "ms", 1e-6, false, "process start+join, passing a 1 GiB shared Array", ""},
+	{"", "./sharedmem", "SumSlice", "ms/sum", "ms", 1, false, "parent sums an ordinary 256 MiB []float64", ""},
+	{"", "./sharedmem", "SumShared2", "ms/sum", "ms", 1, false, "2 workers, one after the other, each sum a 256 MiB shared Array", ""},
+	{"", "./sharedmem", "SumShared2Concurrent", "ms/sum", "ms", 1, false, "the same, both workers at once (memory bandwidth shared)", ""},
+	{"value_add", "./sharedmem", "ValueAdd", "adds/s", "adds/s", 1, true, "shared Value Add, uncontended (Python: += under get_lock)", ""},
+	{"", "./sharedmem", "ValueAddFloat", "adds/s", "adds/s", 1, true, "shared Value[float64] Add, uncontended", ""},
+	{"sharedmem_handoff", "./sharedmem", "HandOffShared", "MB/s", "MB/s", 1, true, "64 MiB of float64 to 2 workers to sum, through a shared Array (Python: RawArray)", ""},
+	{"queue_handoff", "./sharedmem", "HandOffQueue", "MB/s", "MB/s", 1, true, "the same 64 MiB through a Queue, 1 MiB items", ""},
 }
 
 func main() {
@@ -306,6 +315,8 @@ func pyFunc(name string) string {
 		return "throughput"
 	case name == "queue_latency":
 		return "queue_latency"
+	case strings.HasSuffix(name, "_handoff"):
+		return "handoff"
 	case strings.Contains(name, "queue_throughput"):
 		return "queues"
 	case strings.HasPrefix(name, "lock"):

@@ -107,6 +107,25 @@ def locker(lock, val, n, ready, go, done):
     done.put(1)
 
 
+def half_summer(arr, half, conn):
+    view = memoryview(arr).cast("B").cast("d")  # ctypes' format is "<d"
+    n = len(view) // 2
+    part = view[half * n:(half + 1) * n]
+    while conn.recv():
+        conn.send(sum(part))
+
+
+def queue_summer(q, conn):
+    while conn.recv():
+        total = 0.0
+        while True:
+            c = q.get()
+            if not len(c):
+                break
+            total += sum(c)
+        conn.send(total)
+
+
 def timed(f, repeats=None):
     return [f() for _ in range(repeats or REPEATS)]
 
@@ -283,8 +302,76 @@ def manager(ctx, m, n=10_000):
         emit("manager_dict_ops", m, timed(once), "ops/s")
 
 
+def value_add(ctx, m, n=300_000):
+    # Python's Value needs its lock around "+= 1"; Go's Value.Add does not.
+    v = ctx.Value("q", 0)
+
+    def once():
+        t0 = now()
+        for _ in range(n):
+            with v.get_lock():
+                v.value += 1
+        return n / (now() - t0)
+    emit("value_add", m, timed(once), "adds/s")
+
+
+def handoff(ctx, m, n=8 << 20, chunk=128 << 10):
+    """64 MiB of float64s to 2 workers to sum, each half: written into a
+    RawArray, or put on a Queue in 1 MiB chunks (as sharedmem's
+    BenchmarkHandOffShared and BenchmarkHandOffQueue)."""
+    import array
+    src = array.array("d", (float(i & 1023) for i in range(n)))
+    arr = ctx.RawArray("d", n)
+    conns, procs = [], []
+    for half in range(2):
+        a, b = ctx.Pipe()
+        p = ctx.Process(target=half_summer, args=(arr, half, b))
+        p.start()
+        conns.append(a)
+        procs.append(p)
+
+    def shared():
+        t0 = now()
+        memoryview(arr).cast("B")[:] = memoryview(src).cast("B")
+        for c in conns:
+            c.send(1)
+        for c in conns:
+            c.recv()
+        return n * 8 / 1e6 / (now() - t0)
+    emit("sharedmem_handoff", m, timed(shared), "MB/s")
+    for c, p in zip(conns, procs):
+        c.send(0)
+        p.join()
+
+    q = ctx.Queue(8)
+    conns, procs = [], []
+    for _ in range(2):
+        a, b = ctx.Pipe()
+        p = ctx.Process(target=queue_summer, args=(q, b))
+        p.start()
+        conns.append(a)
+        procs.append(p)
+    empty = array.array("d")
+
+    def queued():
+        t0 = now()
+        for c in conns:
+            c.send(1)
+        for lo in range(0, n, chunk):
+            q.put(src[lo:lo + chunk])
+        for _ in conns:
+            q.put(empty)
+        for c in conns:
+            c.recv()
+        return n * 8 / 1e6 / (now() - t0)
+    emit("queue_handoff", m, timed(queued), "MB/s")
+    for c, p in zip(conns, procs):
+        c.send(0)
+        p.join()
+
+
 START = [start_join, pool_startup]
-STEADY = [pingpong, throughput, queue_latency, queues, locks, pool, manager]
+STEADY = [pingpong, throughput, queue_latency, queues, locks, pool, manager, value_add, handoff]
 
 
 def main():

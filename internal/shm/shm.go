@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,11 @@ var ErrClosed = errors.New("shm: segment closed")
 // Close must not race with users of the memory (the owning object
 // serialises that).
 type Segment struct {
-	mu   sync.Mutex
-	fd   int
-	mem  []byte
-	size int
+	mu    sync.Mutex
+	fd    int
+	mem   []byte
+	size  int
+	guard bool // see FaultAfterClose
 }
 
 // New creates a zeroed segment of size bytes (rounded up to a page).
@@ -49,13 +51,70 @@ func New(name string, size int) (*Segment, error) {
 	return mapFD(fd, size)
 }
 
+// NewSealed is New with the size sealed (F_SEAL_GROW, F_SEAL_SHRINK): no
+// process can then truncate the memfd under another's mapping, which would
+// make every access past the new end fault (SIGBUS). A receiver checks it
+// with SizeSealed.
+func NewSealed(name string, size int) (*Segment, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("shm: bad size %d", size)
+	}
+	fd, err := unix.MemfdCreate("mpgo-"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("shm: memfd_create: %w", err)
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("shm: ftruncate: %w", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, sizeSeals|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("shm: seal: %w", err)
+	}
+	return mapFD(fd, size)
+}
+
+const sizeSeals = unix.F_SEAL_GROW | unix.F_SEAL_SHRINK
+
+// SizeSealed reports whether fd is a memfd whose size can no longer change.
+func SizeSealed(fd int) bool {
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	return err == nil && seals&sizeSeals == sizeSeals
+}
+
+// Map maps size bytes of fd, shared, for reading and writing. The Segment
+// owns fd from then on; on failure fd is closed.
+func Map(fd, size int) (*Segment, error) {
+	if size <= 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("shm: bad size %d", size)
+	}
+	return mapFD(fd, size)
+}
+
+// mapFD maps with MmapPtr rather than unix.Mmap: Close may replace the
+// mapping in place (FaultAfterClose), which unix.Munmap's bookkeeping of
+// the mappings it made would not know about.
 func mapFD(fd, size int) (*Segment, error) {
-	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	p, err := unix.MmapPtr(fd, 0, nil, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("shm: mmap: %w", err)
 	}
-	return &Segment{fd: fd, mem: mem, size: size}, nil
+	return &Segment{fd: fd, mem: unsafe.Slice((*byte)(p), size), size: size}, nil
+}
+
+// FaultAfterClose makes Close leave an inaccessible (PROT_NONE) mapping
+// over the segment's addresses instead of unmapping them, until the Segment
+// itself is garbage collected. The shared pages are released at Close all
+// the same; a slice of them that outlived Close then faults on use instead
+// of reading or writing whatever the addresses were given to next. For
+// segments whose memory users hold as slices. At most maxGuards closed
+// segments keep a guard at a time.
+func (s *Segment) FaultAfterClose() {
+	s.mu.Lock()
+	s.guard = true
+	s.mu.Unlock()
 }
 
 // Bytes returns the mapped memory.
@@ -87,13 +146,48 @@ func (s *Segment) Close() error {
 	if s.mem == nil {
 		return nil
 	}
-	err := unix.Munmap(s.mem)
+	err := s.unmap()
 	s.mem = nil
 	if cerr := unix.Close(s.fd); err == nil {
 		err = cerr
 	}
 	s.fd = -1
 	return err
+}
+
+// unmap releases the mapping, or with guard replaces it in one step (so no
+// other mapping can take the addresses in between) by a reservation that
+// faults on access and costs no memory.
+func (s *Segment) unmap() error {
+	addr, n := unsafe.Pointer(unsafe.SliceData(s.mem)), uintptr(len(s.mem))
+	if s.guard && guards.Add(1) <= maxGuards {
+		_, err := unix.MmapPtr(-1, 0, addr, n, unix.PROT_NONE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE)
+		if err == nil {
+			runtime.AddCleanup(s, func(r region) {
+				unix.MunmapPtr(r.addr, r.n)
+				guards.Add(-1)
+			}, region{addr, n})
+			return nil
+		}
+	}
+	if s.guard {
+		guards.Add(-1)
+	}
+	return unix.MunmapPtr(addr, n)
+}
+
+// guards counts the reservations Close left that are not yet released. The
+// kernel caps the mappings of a process (vm.max_map_count, 65530 by
+// default); past maxGuards Close unmaps at once, unguarded. (Forcing a
+// collection instead would stall a program with a large heap.)
+var guards atomic.Int64
+
+const maxGuards = 8192
+
+type region struct {
+	addr unsafe.Pointer
+	n    uintptr
 }
 
 // EncodeState adds a duplicate of the segment's descriptor to fds and

@@ -52,6 +52,11 @@ const (
 	ExtJoinable
 	ExtSimple
 	ExtProxy // manager package: 116..
+
+	// sharedmem package: 117..119 (iota runs on over the blank line).
+	ExtMemory
+	ExtArray
+	ExtValue
 )
 
 // ErrNoFiles is returned when a handle is encoded or decoded by a codec that
