@@ -54,6 +54,9 @@ var rows = []row{
 	{"", "./manager", "DictParallel", "ops/s", "ops/s", 1, true, "manager Dict, many goroutines on one connection"},
 	{"", "./manager", "Start", "ns/op", "ms", 1e-6, false, "manager Start to usable"},
 	{"pool_map_trivial", "./pool", "MapTrivial", "tasks/s", "tasks/s", 1, true, "pool Map of a trivial task, 200k ints, 2 workers"},
+	{"pool_map_trivial", "./pool", "MapPerCall", "tasks/s", "tasks/s", 1, true, "pool Map, 200k ints, 2 workers: median of single calls (as Python's row)"},
+	{"pool_map_trivial", "./pool", "ImapPerCall", "tasks/s", "tasks/s", 1, true, "pool Imap, 200k ints, 2 workers: median of single calls"},
+	{"pool_map_trivial", "./pool", "ImapUnorderedPerCall", "tasks/s", "tasks/s", 1, true, "pool ImapUnordered, as above"},
 	{"pool_apply_async_trivial", "./pool", "ApplyAsync", "tasks/s", "tasks/s", 1, true, "pool ApplyAsync ×20k, then Get all"},
 	{"pool_startup", "./pool", "Startup", "ns/op", "ms", 1e-6, false, "pool New(2 workers) + Close + Join"},
 }

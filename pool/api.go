@@ -167,15 +167,20 @@ func imap[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, mode i
 		}
 		defer p.release(c.j) // args belong to the caller again
 		defer c.abandon()    // a no-op once every result was accounted
-		for i := range c.n {
-			r, err, ok := c.next(ctx, i)
-			if !ok {
+		var batch []outcome[R]
+		for i := 0; i < c.n; {
+			var ok bool
+			if batch, ok = c.next(ctx, i, batch[:0]); !ok {
 				yield(zero, fmt.Errorf("pool: imap: %w", ctx.Err()))
 				return
 			}
-			if !yield(r, err) {
-				return
+			for k, o := range batch {
+				batch[k] = outcome[R]{} // yielded: hold nothing of it
+				if !yield(o.r, o.err) {
+					return
+				}
 			}
+			i += len(batch)
 		}
 	}
 }

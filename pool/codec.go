@@ -26,6 +26,12 @@ import (
 type codec[T any] struct {
 	enc func(e *encState, b []byte, v *T) ([]byte, error)
 	dec func(d *decState, v *T) error
+	// okRun, when set, decodes a run of result records: while the next
+	// record is statusOK and dst has room, it decodes the record's value
+	// into dst, in order. It returns how many it decoded; on an error, the
+	// record of dst[n] is the one that failed. One call per run instead of
+	// one per item: the parent decodes every result of a map.
+	okRun func(d *decState, dst []T) (n int, err error)
 }
 
 // encState is the per-chunk state of the generic encoding path.
@@ -260,6 +266,27 @@ func newCodec[T any]() codec[T] {
 
 func intCodec[T any, I int | int64 | int32]() codec[T] {
 	return codec[T]{
+		okRun: func(d *decState, dst []T) (int, error) {
+			b, p := d.b, d.p
+			for i := range dst {
+				if p >= len(b) || b[p] != statusOK {
+					d.p = p
+					return i, nil
+				}
+				x, n, err := msgp.ReadInt(b[p+1:])
+				if err == nil && int64(I(x)) != x {
+					err = fmt.Errorf("msgpack: %d overflows %T", x, I(0))
+				}
+				if err != nil {
+					d.p = p + 1
+					return i, err
+				}
+				*any(&dst[i]).(*I) = I(x)
+				p += 1 + n
+			}
+			d.p = p
+			return len(dst), nil
+		},
 		enc: func(_ *encState, b []byte, v *T) ([]byte, error) {
 			return msgp.AppendInt(b, int64(*any(v).(*I))), nil
 		},
@@ -276,6 +303,27 @@ func intCodec[T any, I int | int64 | int32]() codec[T] {
 
 func uintCodec[T any, U uint | uint64 | uint32]() codec[T] {
 	return codec[T]{
+		okRun: func(d *decState, dst []T) (int, error) {
+			b, p := d.b, d.p
+			for i := range dst {
+				if p >= len(b) || b[p] != statusOK {
+					d.p = p
+					return i, nil
+				}
+				x, n, err := msgp.ReadUint(b[p+1:])
+				if err == nil && uint64(U(x)) != x {
+					err = fmt.Errorf("msgpack: %d overflows %T", x, U(0))
+				}
+				if err != nil {
+					d.p = p + 1
+					return i, err
+				}
+				*any(&dst[i]).(*U) = U(x)
+				p += 1 + n
+			}
+			d.p = p
+			return len(dst), nil
+		},
 		enc: func(_ *encState, b []byte, v *T) ([]byte, error) {
 			return msgp.AppendUint(b, uint64(*any(v).(*U))), nil
 		},

@@ -84,10 +84,25 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 		}
 	}
 	ran := 0
-	sts := make([]byte, k)
+	sts := make([]byte, k) // statusOK is 0
 	var errs []idxErr
-	for i := range k {
+	for i := 0; i < k; i++ {
 		idx := idx0 + i
+		if c.rc.okRun != nil {
+			m, err := c.rc.okRun(d, c.res[idx:idx0+k])
+			ran += m
+			i, idx = i+m, idx+m
+			if err != nil {
+				var zero R
+				c.res[idx] = zero
+				c.resolve(idx0, sts[:i], errs)
+				c.failRange(idx, k-i, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx, err))
+				return d.p, ran, err
+			}
+			if i == k {
+				break
+			}
+		}
 		st, err := d.byte1()
 		if err == nil {
 			switch st {
@@ -293,30 +308,47 @@ func (c *collector[R]) takeLocked(i int) (R, error) {
 	return r, err
 }
 
-// next waits for the next outcome in the call's order: item i for Imap,
-// the next to arrive for ImapUnordered.
-func (c *collector[R]) next(ctx context.Context, i int) (R, error, bool) {
+// outcome is one item's result or error, as Imap yields it.
+type outcome[R any] struct {
+	r   R
+	err error
+}
+
+// maxBatch bounds the outcomes next takes at once.
+const maxBatch = 4096
+
+// next waits for the next outcomes in the call's order, from item i for
+// Imap, the next to arrive for ImapUnordered, and appends all that are
+// ready (at most maxBatch) to buf: one lock per batch rather than per
+// item, which a map of a trivial task would feel. It returns false if ctx
+// ends first.
+func (c *collector[R]) next(ctx context.Context, i int, buf []outcome[R]) ([]outcome[R], bool) {
 	for {
 		c.mu.Lock()
 		if c.mode == modeUnordered {
-			if c.ohead < len(c.order) {
+			for c.ohead < len(c.order) && len(buf) < maxBatch {
 				idx := c.order[c.ohead]
 				c.ohead++
 				r, err := c.takeLocked(idx)
-				c.mu.Unlock()
-				return r, err, true
+				buf = append(buf, outcome[R]{r, err})
 			}
-		} else if c.has(i) {
-			r, err := c.takeLocked(i)
-			c.mu.Unlock()
-			return r, err, true
+			if c.ohead == len(c.order) {
+				c.order, c.ohead = c.order[:0], 0
+			}
+		} else {
+			for ; i < c.n && c.has(i) && len(buf) < maxBatch; i++ {
+				r, err := c.takeLocked(i)
+				buf = append(buf, outcome[R]{r, err})
+			}
 		}
 		c.mu.Unlock()
+		if len(buf) > 0 {
+			return buf, true
+		}
 		select {
 		case <-c.sig:
 		case <-ctx.Done():
-			var zero R
-			return zero, nil, false
+			return buf, false
 		}
 	}
 }

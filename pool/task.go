@@ -58,12 +58,18 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 	e.run = func(ctx context.Context, rt *workerRT, sp *spanMsg) {
 		d := &rt.dec
 		d.reset(sp.args)
+		// One argument and one result per span, reused: the codecs take
+		// pointers through function values, so variables declared per item
+		// would each be a heap allocation.
+		a, r := new(A), new(R)
+		var zeroA A
+		var zeroR R
 		for i := 0; i < sp.count; i++ {
 			idx := sp.start + i
-			var a A
-			if err := ac.dec(d, &a); err != nil {
+			*a = zeroA
+			if err := ac.dec(d, a); err != nil {
 				// The rest of the chunk cannot be found either.
-				msg := fmt.Sprintf("pool: cannot decode the argument as %T: %v", a, err)
+				msg := fmt.Sprintf("pool: cannot decode the argument as %T: %v", zeroA, err)
 				for ; i < sp.count; i++ {
 					rt.record(sp, sp.start+i, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
 				}
@@ -74,7 +80,9 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 				continue
 			}
 			rt.begin(sp.job, idx)
-			r, stack, err := invoke(ctx, fn, a)
+			var stack string
+			var err error
+			*r, stack, err = invoke(ctx, fn, *a)
 			rec := rt.scratch[:0]
 			switch {
 			case stack != "":
@@ -84,16 +92,18 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 			default:
 				rec = append(rec, statusOK)
 				var eerr error
-				if rec, eerr = rc.enc(&rt.enc, rec, &r); eerr != nil {
+				if rec, eerr = rc.enc(&rt.enc, rec, r); eerr != nil {
 					rec = appendErrRecord(rec[:0], kindInternal,
-						fmt.Sprintf("pool: cannot encode the result %T: %v", r, eerr), "")
+						fmt.Sprintf("pool: cannot encode the result %T: %v", zeroR, eerr), "")
 				}
 			}
+			*r = zeroR // the result is encoded: hold nothing of it
 			rt.end(sp, idx, rec)
 			if cap(rec) <= 1<<20 {
 				rt.scratch = rec // reused; a huge one is left to the GC
 			}
 		}
+		*a = zeroA
 	}
 	tasksMu.Lock()
 	defer tasksMu.Unlock()

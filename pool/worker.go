@@ -551,7 +551,7 @@ func (p *Pool) workerGone(w *worker) {
 	}
 	state := w.seg.Int64(segState).Load()
 	runJob := uint64(w.seg.Int64(segJob).Load())
-	runIdx := int(w.seg.Int64(segIndex).Load())
+	runIdx := stateIndex(state)
 	cpuFlag := w.seg.Int64(segFlags).Load()&flagCPU != 0
 
 	var after []func()
