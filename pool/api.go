@@ -137,9 +137,11 @@ func MapAsync[A, R any](p *Pool, t Task[A, R], args []A, opts ...MapOption) *Asy
 
 // Imap is Map as an iterator (Python's imap): it yields each result, or
 // that task's error, in the order of args, as soon as it is ready, while
-// later tasks still run. A failed task does not end the iteration. The
-// tasks are queued when the iteration starts. Leaving the loop early, or
-// ctx ending (yielded as a last error), cancels the tasks not yet done.
+// later tasks still run. A failed task does not end the iteration: it
+// yields exactly len(args) values, also when the call is refused (a closed
+// or broken pool: every index yields that error). The tasks are queued
+// when the iteration starts. Leaving the loop early, or ctx ending
+// (yielded as a last error), cancels the tasks not yet done.
 func Imap[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, opts ...MapOption) iter.Seq2[R, error] {
 	return imap(ctx, p, t, args, modeOrdered, opts)
 }
@@ -159,7 +161,13 @@ func imap[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, mode i
 		}
 		c, err := start(p, t, args, mode, mapOpts(opts), nil)
 		if err != nil {
-			yield(zero, err)
+			// Each argument gets its value: a caller counting results
+			// must not take a refused call for a short one.
+			for range args {
+				if !yield(zero, err) {
+					return
+				}
+			}
 			return
 		}
 		if c == nil {

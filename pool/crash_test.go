@@ -333,6 +333,13 @@ func TestBrokenPool(t *testing.T) {
 	assert.Contains(t, err.Error(), "the model is gone")
 	_, err = pool.Apply(testbin.Context(t), p, square, 1)
 	require.ErrorIs(t, err, pool.ErrBroken)
+	// A refused Imap is not a short one: every index yields the error.
+	n := 0
+	for _, err := range pool.Imap(testbin.Context(t), p, square, ints(100)) {
+		require.ErrorIs(t, err, pool.ErrBroken)
+		n++
+	}
+	assert.Equal(t, 100, n)
 	require.NoError(t, p.Close())
 	require.NoError(t, p.Join(testbin.Context(t)))
 }

@@ -95,15 +95,22 @@
 //
 // # Caveats
 //
-// Tasks must be registered at package level (or in init), in the binary
-// that creates the pool: a worker only knows the tasks its own
-// initialisation registered. Handles (pipes, queues, locks, files) cannot
-// be task arguments; pass them to every worker with [Initializer] (as
-// Python's initargs). A result larger than 1 MiB is sent on its own and
-// cannot be recovered if its worker dies in that instant. [CPUTime] is
-// counted in whole seconds, as the kernel does. A slot that fails to start
-// a worker three times in a row is given up; when none is left the pool is
-// broken ([ErrBroken]). A pool that is never closed keeps its workers until
-// the program exits. Callbacks ([OnResult], [OnError], [Progress]) run on
-// the goroutine reading a worker's results: they must not block.
+// Tasks must be registered at package level (or in init), in the binary that
+// creates the pool: a worker only knows the tasks its own initialisation
+// registered. Handles (pipes, queues, locks, files) cannot be task
+// arguments; pass them to every worker with [Initializer] (as Python's
+// initargs). A result larger than 1 MiB is sent on its own and cannot be
+// recovered if its worker dies in that instant. [CPUTime] is counted in
+// whole seconds, as the kernel does. A slot that fails to start a worker
+// three times in a row for a cause that persists (the program cannot start,
+// or exits or fails its Initializer before it is ready) is given up; when
+// none is left the pool is broken ([ErrBroken]) and every task, queued or
+// new, fails with that error. A worker killed by a signal from outside while
+// it starts (SIGKILL, SIGTERM, SIGINT, SIGHUP) does not count: its slot is
+// started again after a delay that doubles from 5 ms to 500 ms while the
+// kills go on, so that a storm of kills never breaks the pool, which works
+// again once the storm is over. A pool that is never closed keeps its
+// workers until the program exits. Callbacks ([OnResult], [OnError],
+// [Progress]) run on the goroutine reading a worker's results: they must not
+// block.
 package pool

@@ -27,10 +27,12 @@ var (
 	// ErrNotClosed is returned by Join on a pool that is still running:
 	// call Close or Terminate first (Python asserts the same).
 	ErrNotClosed = errors.New("pool: Join called before Close or Terminate")
-	// ErrBroken reports that the pool cannot start workers any more (each
-	// slot failed to start one three times in a row, for example because
-	// the Initializer fails). Queued tasks fail with it, as does New when a
-	// first worker cannot start.
+	// ErrBroken reports that the pool cannot start workers any more: each
+	// slot failed to start one three times in a row for a cause that
+	// persists (the Initializer fails, the program exits before it is
+	// ready); workers killed by a signal while they start do not count.
+	// Queued and later tasks fail with it, as does New when a first worker
+	// cannot start.
 	ErrBroken = errors.New("pool: workers cannot be started")
 )
 

@@ -18,8 +18,16 @@ const (
 
 const (
 	// maxStartFails is how many times in a row a slot may fail to start a
-	// worker before it is given up.
+	// worker, for a cause that persists (the program cannot start, exits
+	// or fails its Initializer before it is ready), before it is given up.
 	maxStartFails = 3
+	// A worker killed by someone else's signal before it was ready (a kill
+	// storm, an operator's pkill) says nothing about the next one: its slot
+	// is started again, without limit, after a delay that doubles from
+	// restartMin to restartMax while the kills go on, so that a storm
+	// neither breaks the pool nor makes it spin.
+	restartMin = 5 * time.Millisecond
+	restartMax = 500 * time.Millisecond
 	// prefetch is how much work (by the measured time per item) the pool
 	// keeps queued at a worker beyond what it is running, so that the
 	// worker never waits for a round trip; maxSpans bounds it in chunks.
@@ -43,11 +51,13 @@ type Pool struct {
 	mu      sync.Mutex
 	state   int
 	inNew   bool
-	slots   []*worker // the live (or starting) worker of each slot
-	fails   []int     // consecutive start failures per slot
-	lastErr error     // why the last worker start failed
-	live    int       // workers started and not yet gone
-	queue   []*job    // jobs with items not yet dispatched, in order
+	slots   []*worker     // the live (or starting) worker of each slot
+	fails   []int         // consecutive start failures per slot, for a cause that persists
+	kills   []int         // consecutive starts per slot killed by a signal before ready
+	restart []*time.Timer // a slot's delayed start (after kills), pending
+	lastErr error         // why the last worker start failed
+	live    int           // workers started and not yet gone
+	queue   []*job        // jobs with items not yet dispatched, in order
 	qhead   int
 	nextJob uint64
 	broken  error
@@ -140,6 +150,8 @@ func New(opts ...Option) (*Pool, error) {
 		o:       o,
 		slots:   make([]*worker, o.workers),
 		fails:   make([]int, o.workers),
+		kills:   make([]int, o.workers),
+		restart: make([]*time.Timer, o.workers),
 		perItem: map[string]float64{},
 		gone:    make(chan struct{}),
 		inNew:   true,
@@ -228,6 +240,7 @@ func (p *Pool) Terminate() error {
 			// The chunks in Run end with ErrTerminated (runChunk).
 			p.drv.cancel()
 		}
+		p.cancelRestartsLocked()
 		p.checkGoneLocked()
 	}
 	p.mu.Unlock()

@@ -45,6 +45,7 @@ type worker struct {
 	lastMark time.Time
 	startErr error
 	protoErr error // why the pool killed it, if it broke the protocol
+	killed   bool  // it died of another's signal before it was ready
 	timedOut bool
 	wdState  int64
 	wdSince  time.Time
@@ -207,7 +208,7 @@ func (p *Pool) handle(w *worker, msg []byte) error {
 		}
 		p.mu.Lock()
 		w.ready = true
-		p.fails[w.slot] = 0
+		p.fails[w.slot], p.kills[w.slot] = 0, 0
 		p.mu.Unlock()
 		w.markReadyOrGone()
 		w.poke()
@@ -606,6 +607,7 @@ func (p *Pool) workerGone(w *worker) {
 			p.lastErr = w.startErr
 		case exitErr != nil:
 			p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready: %v", w.pid, exitErr)
+			w.killed = killedByOthers(sig) && w.protoErr == nil
 		default:
 			p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready", w.pid)
 		}
@@ -620,22 +622,93 @@ func (p *Pool) workerGone(w *worker) {
 }
 
 // workerEndedLocked frees w's slot and starts a replacement when there is
-// a use for one.
+// a use for one: at once, or after a delay if w was killed while it
+// started.
 func (p *Pool) workerEndedLocked(w *worker, after *[]func()) {
 	p.live--
 	if p.slots[w.slot] == w {
 		p.slots[w.slot] = nil
 	}
-	if !w.ready {
+	switch {
+	case w.ready:
+	case w.killed:
+		p.kills[w.slot]++
+	default:
 		p.fails[w.slot]++
 	}
-	replace := !p.inNew && p.state != stateTerminated &&
-		(p.state == stateRunning || p.hasWorkLocked()) &&
-		p.fails[w.slot] < maxStartFails
-	if replace {
+	switch {
+	case !p.wantWorkerLocked() || p.inNew:
+	case p.fails[w.slot] >= maxStartFails:
+		if p.live == 0 && p.broken == nil {
+			p.breakLocked(after)
+		}
+	case !w.ready && w.killed:
+		p.startLaterLocked(w.slot, restartDelay(p.kills[w.slot]))
+	default:
 		p.startLocked(w.slot)
-	} else if p.live == 0 && !p.inNew && p.state != stateTerminated && p.broken == nil && p.fails[w.slot] >= maxStartFails {
-		p.breakLocked(after)
 	}
 	p.checkGoneLocked()
+}
+
+// wantWorkerLocked reports whether an empty slot should get a worker: the
+// pool runs, or is closed with work still queued.
+func (p *Pool) wantWorkerLocked() bool {
+	return p.state == stateRunning || (p.state == stateClosed && p.hasWorkLocked())
+}
+
+// killedByOthers reports whether a worker that died of sig before it was
+// ready was killed from outside (SIGKILL from a user or the OOM killer,
+// SIGTERM, SIGINT, SIGHUP): nothing the next worker will meet too. A
+// worker that crashes or exits on its own before it is ready does it
+// again, and counts towards maxStartFails.
+func killedByOthers(sig syscall.Signal) bool {
+	switch sig {
+	case unix.SIGKILL, unix.SIGTERM, unix.SIGINT, unix.SIGHUP:
+		return true
+	}
+	return false
+}
+
+// restartDelay is the wait before a slot's next start after kills
+// consecutive starts were killed: restartMin, doubling, up to restartMax.
+func restartDelay(kills int) time.Duration {
+	d := restartMin
+	for i := 1; i < kills && d < restartMax; i++ {
+		d *= 2
+	}
+	return min(d, restartMax)
+}
+
+// startLaterLocked starts a worker for slot after d. The pending start
+// counts as a live worker, so that the pool is not gone before it ran;
+// Terminate cancels it.
+func (p *Pool) startLaterLocked(slot int, d time.Duration) {
+	p.live++
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		if p.restart[slot] != t {
+			p.mu.Unlock()
+			return // cancelled
+		}
+		p.restart[slot] = nil
+		p.live--
+		if p.wantWorkerLocked() {
+			p.startLocked(slot)
+		}
+		p.checkGoneLocked()
+		p.mu.Unlock()
+	})
+	p.restart[slot] = t
+}
+
+// cancelRestartsLocked drops the pending delayed starts.
+func (p *Pool) cancelRestartsLocked() {
+	for slot, t := range p.restart {
+		if t != nil {
+			t.Stop()
+			p.restart[slot] = nil
+			p.live--
+		}
+	}
 }
