@@ -185,8 +185,11 @@ func TestCPUTime(t *testing.T) {
 	_, err := pool.Apply(testbin.Context(t), p, spin, 20*time.Second)
 	var wd *pool.WorkerDiedError
 	require.ErrorAs(t, err, &wd)
+	// The limit, not the end of the spin, ended the task. How long a
+	// second of CPU takes in wall time depends on the machine's load: the
+	// only bound is the spin's own length.
 	assert.Contains(t, err.Error(), "CPU time")
-	assert.Less(t, time.Since(start), 10*time.Second)
+	assert.Less(t, time.Since(start), 20*time.Second)
 	_, err = pool.Apply(testbin.Context(t), p, spin, time.Millisecond)
 	require.NoError(t, err)
 }
