@@ -47,7 +47,7 @@ func start[A, R any](p *Pool, t Task[A, R], args []A, mode int, co *callOptions,
 	}
 	ac := newCodec[A]()
 	j := &job{task: t.name, n: n, limit: n, chunk: chunk, sink: c,
-		stopOnErr: mode == modeMap}
+		stopOnErr: mode == modeMap, single: mode == modeOne}
 	j.enc = func(b []byte, start, end int) ([]byte, int, error) {
 		es := encPool.Get().(*encState)
 		defer encPool.Put(es)

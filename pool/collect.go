@@ -69,6 +69,8 @@ func newCollector[R any](p *Pool, n, mode int, co *callOptions, onResult func(in
 	return c
 }
 
+func (c *collector[R]) name(idx int) string { return taskName(idx, c.mode == modeOne) }
+
 func (c *collector[R]) has(i int) bool { return c.bits[i/64]&(1<<(i%64)) != 0 }
 
 var decPool = sync.Pool{New: func() any { return new(decState) }}
@@ -79,7 +81,7 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 	d.reset(payload)
 	for range skip {
 		if err := skipRecord(d); err != nil {
-			c.failRange(idx0, k, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx0, err))
+			c.failRange(idx0, k, fmt.Errorf("pool: %s: corrupt result from the worker: %w", c.name(idx0), err))
 			return d.p, 0, err
 		}
 	}
@@ -89,17 +91,9 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 	for i := 0; i < k; i++ {
 		idx := idx0 + i
 		if c.rc.okRun != nil {
-			m, err := c.rc.okRun(d, c.res[idx:idx0+k])
+			m := c.rc.okRun(d, c.res[idx:idx0+k])
 			ran += m
-			i, idx = i+m, idx+m
-			if err != nil {
-				var zero R
-				c.res[idx] = zero
-				c.resolve(idx0, sts[:i], errs)
-				c.failRange(idx, k-i, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx, err))
-				return d.p, ran, err
-			}
-			if i == k {
+			if i, idx = i+m, idx+m; i == k {
 				break
 			}
 		}
@@ -123,7 +117,7 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 		}
 		if err != nil {
 			c.resolve(idx0, sts[:i], errs)
-			c.failRange(idx, k-i, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx, err))
+			c.failRange(idx, k-i, fmt.Errorf("pool: %s: corrupt result from the worker: %w", c.name(idx), err))
 			return d.p, ran, err
 		}
 		sts[i] = st
@@ -149,7 +143,7 @@ func (c *collector[R]) value(idx int, val []byte) {
 	if err != nil {
 		var zero R
 		c.res[idx] = zero
-		c.fail(idx, fmt.Errorf("pool: task %d: cannot decode the result: %w", idx, err))
+		c.fail(idx, fmt.Errorf("pool: %s: cannot decode the result: %w", c.name(idx), err))
 		return
 	}
 	c.resolve(idx, []byte{statusOK}, nil)
@@ -268,6 +262,9 @@ func (c *collector[R]) resolve(idx0 int, sts []byte, errs []idxErr) {
 }
 
 func (c *collector[R]) setErrLocked(idx int, err error) {
+	if c.mode == modeOne {
+		markSingle(err)
+	}
 	if c.errs == nil {
 		c.errs = map[int]error{}
 	}

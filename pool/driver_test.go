@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,6 +139,7 @@ func TestOpenErrorsKeepTheirIndex(t *testing.T) {
 	_, err = pool.Apply(ctx, p, panicky, 2)
 	require.ErrorAs(t, err, &te)
 	assert.Contains(t, te.Message, "panic: boom")
+	assert.True(t, strings.HasPrefix(err.Error(), "pool: task: panic: boom"), err.Error())
 	assert.NotEmpty(t, te.Stack)
 
 	// A worker of the local pool dies on item 5 (in the chunk [3, 6)):

@@ -120,7 +120,7 @@ func (p *Pool) runChunk(ctx context.Context, cr *chunkRun) {
 		p.encoded.Broadcast()
 	}
 	if err != nil {
-		ferr := fmt.Errorf("pool: task %d: cannot encode the argument: %w", bad, err)
+		ferr := fmt.Errorf("pool: %s: cannot encode the argument: %w", taskName(bad, j.single), err)
 		after = append(after, func() { j.sink.fail(bad, ferr) })
 		if rest := cr.start + cr.count - bad - 1; rest > 0 {
 			p.requeueLocked(j, bad+1, rest, &after)
@@ -193,9 +193,9 @@ func (cr *chunkRun) finish(runErr error) {
 		case terminated:
 			j.sink.fail(idx, ErrTerminated)
 		case runErr == nil:
-			j.sink.fail(idx, fmt.Errorf("pool: task %d: %w", j.base+idx, errNoResult))
+			j.sink.fail(idx, fmt.Errorf("pool: %s: %w", taskName(j.base+idx, j.single), errNoResult))
 		default:
-			j.sink.fail(idx, fmt.Errorf("pool: task %d: %w", j.base+idx, runErr))
+			j.sink.fail(idx, fmt.Errorf("pool: %s: %w", taskName(j.base+idx, j.single), runErr))
 		}
 	}
 }

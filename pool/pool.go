@@ -90,8 +90,9 @@ type job struct {
 	encoders int
 	// enc appends the msgpack encoding of items [start, end) to b. On an
 	// error it returns b as it was before the failing item, and its index.
-	enc  func(b []byte, start, end int) ([]byte, int, error)
-	sink sink
+	enc    func(b []byte, start, end int) ([]byte, int, error)
+	sink   sink
+	single bool // Apply's: errors name no index (taskName)
 	// base is added to item indexes in the errors the pool makes: a job
 	// that runs a chunk for a backend (Runner) reports the caller's
 	// indexes.

@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+
+	"github.com/mpgo/multiprocessing/internal/msgp"
 )
 
 // Task is a function registered with Register, runnable in pool workers
@@ -67,9 +69,17 @@ func Register[A, R any](name string, fn func(ctx context.Context, arg A) (R, err
 		for i := 0; i < sp.count; i++ {
 			idx := sp.start + i
 			*a = zeroA
+			p0 := d.p
 			if err := ac.dec(d, a); err != nil {
-				// The rest of the chunk cannot be found either.
 				msg := fmt.Sprintf("pool: cannot decode the argument as %T: %v", zeroA, err)
+				if n, lerr := msgp.Len(d.b[p0:]); lerr == nil {
+					// A well-formed value of the wrong kind or range: this
+					// item fails, the next ones are where they should be.
+					d.p = p0 + n
+					rt.record(sp, idx, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
+					continue
+				}
+				// The rest of the chunk cannot be found either.
 				for ; i < sp.count; i++ {
 					rt.record(sp, sp.start+i, appendErrRecord(rt.scratch[:0], kindInternal, msg, ""))
 				}

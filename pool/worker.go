@@ -478,7 +478,7 @@ func (p *Pool) encodeSpan(buf []byte, w *worker, sp *span) []byte {
 		} else {
 			// The worker has not seen sp: keep the encoded prefix.
 			w.unreserveLocked(sp, good)
-			ferr := fmt.Errorf("pool: task %d: cannot encode the argument: %w", bad, err)
+			ferr := fmt.Errorf("pool: %s: cannot encode the argument: %w", taskName(bad, j.single), err)
 			after = append(after, func() { j.sink.fail(bad, ferr) })
 			if rest := count - good - 1; rest > 0 {
 				p.requeueLocked(j, bad+1, rest, &after)
@@ -573,9 +573,9 @@ func (p *Pool) workerGone(w *worker) {
 			pos += sp.count - sp.done
 		}
 	}
-	died := func(idx int, lost bool) error {
+	died := func(idx int, single, lost bool) error {
 		if w.timedOut && !lost {
-			return fmt.Errorf("%w: task %d ran longer than %v; its worker (pid %d) was killed", ErrTimeout, idx, p.o.timeout, w.pid)
+			return fmt.Errorf("%w: %s ran longer than %v; its worker (pid %d) was killed", ErrTimeout, taskName(idx, single), p.o.timeout, w.pid)
 		}
 		reason := deathReason(code, sig, &p.o, cpuFlag)
 		if w.protoErr != nil {
@@ -590,7 +590,7 @@ func (p *Pool) workerGone(w *worker) {
 	for _, sp := range w.inflight {
 		for sp.done < sp.count && pos <= running {
 			j, idx := sp.job, sp.start+sp.done
-			err := died(j.base+idx, pos < running)
+			err := died(j.base+idx, j.single, pos < running)
 			after = append(after, func() { j.sink.fail(idx, err) })
 			sp.done++
 			pos++
