@@ -134,14 +134,6 @@ func (d *decState) int64() (v int64, err error) {
 	return
 }
 
-// uint64 reads any non-negative msgpack integer.
-func (d *decState) uint64() (v uint64, err error) {
-	var n int
-	v, n, err = msgp.ReadUint(d.b[d.p:])
-	d.p += n
-	return
-}
-
 // number reads an integer of any width: its value as an int64, or as a
 // uint64 with big set when it is above math.MaxInt64. nil reads as 0, as
 // the module's other decoders read it.
