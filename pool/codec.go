@@ -139,20 +139,22 @@ func (d *decState) int64() (v int64, err error) {
 // the module's other decoders read it.
 func (d *decState) number() (i int64, u uint64, big bool, err error) {
 	b := d.b[d.p:]
+	var n int
+	if i, n, err = msgp.ReadInt(b); err == nil {
+		d.p += n
+		return i, uint64(i), false, nil
+	}
 	switch msgp.NextType(b) {
 	case msgp.NilType:
 		d.p++
 		return 0, 0, false, nil
-	case msgp.UintType:
-		var n int
-		u, n, err = msgp.ReadUint(b)
-		d.p += n
-		return int64(u), u, u > math.MaxInt64, err
+	case msgp.UintType: // above math.MaxInt64
+		if u, n, err = msgp.ReadUint(b); err == nil {
+			d.p += n
+			return int64(u), u, u > math.MaxInt64, nil
+		}
 	}
-	var n int
-	i, n, err = msgp.ReadInt(b)
-	d.p += n
-	return i, uint64(i), false, err
+	return 0, 0, false, err
 }
 
 // float64 reads a float, or an integer (any msgpack form of a number is
