@@ -89,3 +89,23 @@ var sleepyPid = pool.Register("test.sleepyPid", func(ctx context.Context, d time
 	time.Sleep(d)
 	return syscall.Getpid(), nil
 })
+
+// Terminate in a storm, while slots wait to start their workers again,
+// returns promptly and Join sees the pool gone: the pending starts are
+// cancelled and no longer count as live workers (were they still counted,
+// Terminate would wait its 10 s and Join for ever).
+func TestTerminateCancelsDelayedRestarts(t *testing.T) {
+	p, err := pool.New(pool.Workers(2))
+	require.NoError(t, err)
+	ctx := testbin.Context(t)
+	stormCtx, stop := context.WithTimeout(ctx, 400*time.Millisecond)
+	defer stop()
+	busy := pool.MapAsync(p, sleepy, []time.Duration{time.Hour, time.Hour, time.Hour})
+	require.Greater(t, killStorm(stormCtx, 2*time.Millisecond), 5)
+	start := time.Now()
+	require.NoError(t, p.Terminate())
+	require.NoError(t, p.Join(ctx))
+	assert.Less(t, time.Since(start), testbin.Slack)
+	_, err = busy.Get(ctx)
+	require.Error(t, err)
+}
