@@ -49,6 +49,9 @@ func start[A, R any](p *Pool, t Task[A, R], args []A, mode int, co *callOptions,
 	j := &job{task: t.name, n: n, limit: n, chunk: chunk, sink: c,
 		stopOnErr: mode == modeMap, single: mode == modeOne}
 	j.enc = func(b []byte, start, end int) ([]byte, int, error) {
+		if ac.encRun != nil {
+			return ac.encRun(b, args[start:end]), -1, nil
+		}
 		es := encPool.Get().(*encState)
 		defer encPool.Put(es)
 		for i := start; i < end; i++ {

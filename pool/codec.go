@@ -34,6 +34,9 @@ type codec[T any] struct {
 	// decoded. Any other record is left to the caller. One call per run
 	// instead of one per item: the parent decodes every result of a map.
 	okRun func(d *decState, dst []T) int
+	// encRun, when set, appends the encodings of vs, one after another:
+	// one call per chunk instead of one per item.
+	encRun func(b []byte, vs []T) []byte
 }
 
 // encState is the per-chunk state of the generic encoding path.
@@ -387,7 +390,8 @@ func intCodec[T any, I int | int64 | int32 | int16 | int8]() codec[T] {
 		// wrong.
 		okRun: func(d *decState, dst []T) int {
 			b, p := d.b, d.p
-			for i := range dst {
+			ds := any(dst).([]I) // T is I
+			for i := range ds {
 				if p >= len(b) || b[p] != statusOK {
 					d.p = p
 					return i
@@ -397,11 +401,17 @@ func intCodec[T any, I int | int64 | int32 | int16 | int8]() codec[T] {
 					d.p = p
 					return i
 				}
-				*any(&dst[i]).(*I) = I(x)
+				ds[i] = I(x)
 				p += 1 + n
 			}
 			d.p = p
-			return len(dst)
+			return len(ds)
+		},
+		encRun: func(b []byte, vs []T) []byte {
+			for _, v := range any(vs).([]I) {
+				b = msgp.AppendInt(b, int64(v))
+			}
+			return b
 		},
 		enc: func(_ *encState, b []byte, v *T) ([]byte, error) {
 			return msgp.AppendInt(b, int64(*any(v).(*I))), nil
@@ -417,7 +427,8 @@ func uintCodec[T any, U uint | uint64 | uint32 | uint16 | uint8]() codec[T] {
 	return codec[T]{
 		okRun: func(d *decState, dst []T) int {
 			b, p := d.b, d.p
-			for i := range dst {
+			ds := any(dst).([]U) // T is U
+			for i := range ds {
 				if p >= len(b) || b[p] != statusOK {
 					d.p = p
 					return i
@@ -427,11 +438,17 @@ func uintCodec[T any, U uint | uint64 | uint32 | uint16 | uint8]() codec[T] {
 					d.p = p
 					return i
 				}
-				*any(&dst[i]).(*U) = U(x)
+				ds[i] = U(x)
 				p += 1 + n
 			}
 			d.p = p
-			return len(dst)
+			return len(ds)
+		},
+		encRun: func(b []byte, vs []T) []byte {
+			for _, v := range any(vs).([]U) {
+				b = msgp.AppendUint(b, uint64(v))
+			}
+			return b
 		},
 		enc: func(_ *encState, b []byte, v *T) ([]byte, error) {
 			return msgp.AppendUint(b, uint64(*any(v).(*U))), nil
