@@ -332,7 +332,11 @@ func (rt *workerRT) runSpan(sp *spanMsg) {
 // costs as much as the task.
 func (rt *workerRT) begin(job uint64, idx int) {
 	if job != rt.pubJob {
-		rt.storeWord(segJob, int64(job)) // before state: a dead worker's state names an item of it
+		// The job changes only at a span's first item, when the state is
+		// even (runSpan clears it after each span): a worker killed
+		// between these two stores names no running item, rather than an
+		// index of the old job in the new one.
+		rt.storeWord(segJob, int64(job))
 		rt.pubJob = job
 	}
 	rt.seq++
