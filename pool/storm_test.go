@@ -107,7 +107,7 @@ func TestTerminateCancelsDelayedRestarts(t *testing.T) {
 	stormCtx, stop := context.WithTimeout(ctx, 400*time.Millisecond)
 	defer stop()
 	busy := pool.MapAsync(p, sleepy, []time.Duration{time.Hour, time.Hour, time.Hour})
-	require.Greater(t, killStorm(stormCtx, 2*time.Millisecond), 5)
+	require.Positive(t, killStorm(stormCtx, 2*time.Millisecond), "the storm killed workers")
 	start := time.Now()
 	require.NoError(t, p.Terminate())
 	require.NoError(t, p.Join(ctx))
