@@ -38,7 +38,7 @@ func start[A, R any](p *Pool, t Task[A, R], args []A, mode int, co *callOptions,
 	chunk := co.chunksize
 	if chunk == 0 {
 		// Python's default for map: four chunks per worker.
-		w := 4 * p.o.workers
+		w := 4 * p.workers()
 		chunk = (n + w - 1) / w
 	}
 	c := newCollector[R](p, n, mode, co, onResult)
@@ -47,8 +47,11 @@ func start[A, R any](p *Pool, t Task[A, R], args []A, mode int, co *callOptions,
 	}
 	ac := newCodec[A]()
 	j := &job{task: t.name, n: n, limit: n, chunk: chunk, sink: c,
-		stopOnErr: mode == modeMap}
+		stopOnErr: mode == modeMap, single: mode == modeOne}
 	j.enc = func(b []byte, start, end int) ([]byte, int, error) {
+		if ac.encRun != nil {
+			return ac.encRun(b, args[start:end]), -1, nil
+		}
 		es := encPool.Get().(*encState)
 		defer encPool.Put(es)
 		for i := start; i < end; i++ {
@@ -137,9 +140,11 @@ func MapAsync[A, R any](p *Pool, t Task[A, R], args []A, opts ...MapOption) *Asy
 
 // Imap is Map as an iterator (Python's imap): it yields each result, or
 // that task's error, in the order of args, as soon as it is ready, while
-// later tasks still run. A failed task does not end the iteration. The
-// tasks are queued when the iteration starts. Leaving the loop early, or
-// ctx ending (yielded as a last error), cancels the tasks not yet done.
+// later tasks still run. A failed task does not end the iteration: it
+// yields exactly len(args) values, also when the call is refused (a closed
+// or broken pool: every index yields that error). The tasks are queued
+// when the iteration starts. Leaving the loop early, or ctx ending
+// (yielded as a last error), cancels the tasks not yet done.
 func Imap[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, opts ...MapOption) iter.Seq2[R, error] {
 	return imap(ctx, p, t, args, modeOrdered, opts)
 }
@@ -159,7 +164,13 @@ func imap[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, mode i
 		}
 		c, err := start(p, t, args, mode, mapOpts(opts), nil)
 		if err != nil {
-			yield(zero, err)
+			// Each argument gets its value: a caller counting results
+			// must not take a refused call for a short one.
+			for range args {
+				if !yield(zero, err) {
+					return
+				}
+			}
 			return
 		}
 		if c == nil {
@@ -167,15 +178,20 @@ func imap[A, R any](ctx context.Context, p *Pool, t Task[A, R], args []A, mode i
 		}
 		defer p.release(c.j) // args belong to the caller again
 		defer c.abandon()    // a no-op once every result was accounted
-		for i := range c.n {
-			r, err, ok := c.next(ctx, i)
-			if !ok {
+		var batch []outcome[R]
+		for i := 0; i < c.n; {
+			var ok bool
+			if batch, ok = c.next(ctx, i, batch[:0]); !ok {
 				yield(zero, fmt.Errorf("pool: imap: %w", ctx.Err()))
 				return
 			}
-			if !yield(r, err) {
-				return
+			for k, o := range batch {
+				batch[k] = outcome[R]{} // yielded: hold nothing of it
+				if !yield(o.r, o.err) {
+					return
+				}
 			}
+			i += len(batch)
 		}
 	}
 }

@@ -59,19 +59,15 @@ func serveWorker(a workerArg) error {
 	}
 	defer seg.Close()
 	rt := &workerRT{
-		conn:      conn,
-		seg:       seg,
-		mem:       seg.Bytes(),
-		committed: seg.Int64(segCommitted),
-		state:     seg.Int64(segState),
-		curJob:    seg.Int64(segJob),
-		curIdx:    seg.Int64(segIndex),
-		flags:     seg.Int64(segFlags),
-		runOff:    -1,
-		stops:     map[uint64]int64{},
-		own:       map[uint64]int64{},
-		qsig:      make(chan struct{}, 1),
-		cpuTime:   a.CPUTime,
+		conn:    conn,
+		seg:     seg,
+		mem:     seg.Bytes(),
+		flags:   seg.Int64(segFlags),
+		runOff:  -1,
+		stops:   map[uint64]int64{},
+		own:     map[uint64]int64{},
+		qsig:    make(chan struct{}, 1),
+		cpuTime: a.CPUTime,
 	}
 	rt.mem[segData-1] = msgResults
 	rt.data = rt.mem[segData:]
@@ -159,8 +155,9 @@ type workerRT struct {
 	mem  []byte
 	data []byte
 
-	committed, state, curJob, curIdx, flags *atomic.Int64
-	seq                                     int64
+	flags  *atomic.Int64
+	seq    uint64 // items begun
+	pubJob uint64 // the job last stored in the segment's job word
 
 	dec     decState
 	enc     encState
@@ -243,7 +240,8 @@ func (rt *workerRT) stopLocked(s stopMsg) {
 		rt.stops[s.job] = s.threshold
 	}
 	rt.anyStops.Store(true)
-	if rt.curSpanJob == s.job && rt.curCancel != nil && rt.curIdx.Load() > s.threshold {
+	if st := rt.loadWord(segState); rt.curSpanJob == s.job && rt.curCancel != nil &&
+		st&1 == 1 && int64(stateIndex(st)) > s.threshold {
 		rt.curCancel()
 	}
 }
@@ -319,27 +317,42 @@ func (rt *workerRT) runSpan(sp *spanMsg) {
 	rt.qmu.Lock()
 	rt.curSpanJob, rt.curCancel = 0, nil
 	rt.qmu.Unlock()
+	// Between spans: no item runs (the watchdog must not time the wait
+	// for work). Within a span the state of the item that ended stays
+	// until the next one begins: its result is in the segment by then,
+	// so after a death the parent finds it delivered, not running.
+	rt.storeWord(segState, rt.loadWord(segState)&^1)
 }
 
 // begin publishes the item about to run: the parent reads it if we die,
 // and its timeout watchdog sees the state word change.
+//
+// It is one plain store per item (the job's is one per span): a map of a
+// trivial task runs millions of items a second, and a locked instruction
+// costs as much as the task.
 func (rt *workerRT) begin(job uint64, idx int) {
-	rt.curJob.Store(int64(job))
-	rt.curIdx.Store(int64(idx))
+	if job != rt.pubJob {
+		// The job changes only at a span's first item, when the state is
+		// even (runSpan clears it after each span): a worker killed
+		// between these two stores names no running item, rather than an
+		// index of the old job in the new one.
+		rt.storeWord(segJob, int64(job))
+		rt.pubJob = job
+	}
 	rt.seq++
 	if rt.cpuTime > 0 {
 		rt.armCPU()
 	}
-	rt.state.Store(2*rt.seq - 1)
+	rt.storeWord(segState, runningState(rt.seq, idx))
 }
 
-// end records the running item's result, then marks the worker between
-// items. The order matters: a worker that dies in between has the result
-// in the segment, and the parent finds it there.
+// end records the running item's result in the segment. The state word
+// still names the item until the next begins: a worker that dies in
+// between has the result in the segment, and the parent finds it
+// delivered.
 func (rt *workerRT) end(sp *spanMsg, idx int, rec []byte) {
 	rt.outMu.Lock()
 	rt.appendLocked(sp.job, idx, rec)
-	rt.state.Store(2 * rt.seq)
 	stop := rt.failedLocked(sp, rec)
 	rt.outMu.Unlock()
 	if stop {
@@ -426,11 +439,35 @@ func (rt *workerRT) appendLocked(job uint64, idx int, rec []byte) {
 	rt.runBytes += len(rec)
 	rt.runNext = idx + 1
 	putRunHeader(rt.data[rt.runOff:], job, rt.runStart, rt.runCount, rt.runBytes)
-	rt.committed.Store(int64(rt.used))
+	rt.setCommitted(rt.used)
 	if !rt.armed {
 		rt.armed = true
 		rt.timer.Reset(flushEvery)
 	}
+}
+
+// setCommitted publishes how many bytes of runs the segment holds. Only
+// the parent reads the word, after this process is dead.
+func (rt *workerRT) setCommitted(n int) { rt.storeWord(segCommitted, int64(n)) }
+
+// storeWord and loadWord access a word of the segment's header with plain,
+// aligned 8-byte moves, which no reader sees torn. The parent reads the
+// words while we run (the timeout watchdog, which only needs to see a
+// change) and after we died, when every store this process made is
+// visible, in program order: a killed process stops between two
+// instructions, and the compiler keeps stores in order, the more so
+// across the mutex operations and calls between the ones that matter (a
+// result is appended under outMu before the next item's state is
+// stored). The one reader in this process, stopLocked, takes the value as
+// a hint, as it would an atomic one: the item may change right after.
+// Atomic stores here cost a locked instruction per item, as much as a
+// trivial task.
+func (rt *workerRT) storeWord(off int, v int64) {
+	binary.NativeEndian.PutUint64(rt.mem[off:off+8], uint64(v))
+}
+
+func (rt *workerRT) loadWord(off int) int64 {
+	return int64(binary.NativeEndian.Uint64(rt.mem[off : off+8]))
 }
 
 func (rt *workerRT) flush() error {
@@ -458,7 +495,7 @@ func (rt *workerRT) flushLocked() {
 	}
 	rt.send(rt.mem[segData-1 : segData+rt.used])
 	rt.used, rt.runOff = 0, -1
-	rt.committed.Store(0)
+	rt.setCommitted(0)
 }
 
 func (rt *workerRT) send(msg []byte) {

@@ -3,6 +3,8 @@ package pool
 import (
 	"bytes"
 	"fmt"
+	"math"
+	"reflect"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/vmihailenco/msgpack/v5"
@@ -26,6 +28,15 @@ import (
 type codec[T any] struct {
 	enc func(e *encState, b []byte, v *T) ([]byte, error)
 	dec func(d *decState, v *T) error
+	// okRun, when set, decodes a run of result records: while the next
+	// record is statusOK with a value of the common form and dst has room,
+	// it decodes the value into dst, in order, and returns how many it
+	// decoded. Any other record is left to the caller. One call per run
+	// instead of one per item: the parent decodes every result of a map.
+	okRun func(d *decState, dst []T) int
+	// encRun, when set, appends the encodings of vs, one after another:
+	// one call per chunk instead of one per item.
+	encRun func(b []byte, vs []T) []byte
 }
 
 // encState is the per-chunk state of the generic encoding path.
@@ -126,25 +137,80 @@ func (d *decState) int64() (v int64, err error) {
 	return
 }
 
-// uint64 reads any non-negative msgpack integer.
-func (d *decState) uint64() (v uint64, err error) {
+// number reads an integer of any width: its value as an int64, or as a
+// uint64 with big set when it is above math.MaxInt64. nil reads as 0, as
+// the module's other decoders read it.
+func (d *decState) number() (i int64, u uint64, big bool, err error) {
+	b := d.b[d.p:]
 	var n int
-	v, n, err = msgp.ReadUint(d.b[d.p:])
-	d.p += n
-	return
+	if i, n, err = msgp.ReadInt(b); err == nil {
+		d.p += n
+		return i, uint64(i), false, nil
+	}
+	switch msgp.NextType(b) {
+	case msgp.NilType:
+		d.p++
+		return 0, 0, false, nil
+	case msgp.UintType: // above math.MaxInt64
+		if u, n, err = msgp.ReadUint(b); err == nil {
+			d.p += n
+			return int64(u), u, u > math.MaxInt64, nil
+		}
+	}
+	return 0, 0, false, err
 }
 
-// float64 reads a float, or an integer that fits an int64 (any msgpack
-// form of a number is accepted).
+// float64 reads a float, or an integer (any msgpack form of a number is
+// accepted, as the module's other decoders accept it), or nil as 0.
 func (d *decState) float64() (v float64, err error) {
-	if t := msgp.NextType(d.b[d.p:]); t == msgp.IntType || t == msgp.UintType {
-		i, err := d.int64()
+	switch msgp.NextType(d.b[d.p:]) {
+	case msgp.IntType, msgp.UintType, msgp.NilType:
+		i, u, big, err := d.number()
+		if big {
+			return float64(u), err
+		}
 		return float64(i), err
 	}
 	var n int
 	v, n, err = msgp.ReadFloat(d.b[d.p:])
 	d.p += n
 	return
+}
+
+// rangeError is the error of a number that does not fit the Go type it is
+// decoded into (it would overflow or change sign), in the words of the
+// module's other decoders; it matches msgp.ErrRange.
+func rangeError(v any, zero any) error {
+	return fmt.Errorf("cannot decode number %v into Go value of type %T: it does not fit: %w", v, zero, msgp.ErrRange)
+}
+
+// decInt reads an integer that fits I; anything else is an error, never a
+// narrowed value.
+func decInt[I int | int64 | int32 | int16 | int8](d *decState) (I, error) {
+	i, u, big, err := d.number()
+	switch {
+	case err != nil:
+		return 0, err
+	case big:
+		return 0, rangeError(u, I(0))
+	case int64(I(i)) != i:
+		return 0, rangeError(i, I(0))
+	}
+	return I(i), nil
+}
+
+// decUint reads an integer that fits U: not negative, not too large.
+func decUint[U uint | uint64 | uint32 | uint16 | uint8](d *decState) (U, error) {
+	i, u, big, err := d.number()
+	switch {
+	case err != nil:
+		return 0, err
+	case !big && i < 0:
+		return 0, rangeError(i, U(0))
+	case uint64(U(u)) != u:
+		return 0, rangeError(u, U(0))
+	}
+	return U(u), nil
 }
 
 // raw reads a str or a bin (nil reads as a nil slice) without copying.
@@ -189,12 +255,20 @@ func newCodec[T any]() codec[T] {
 		return intCodec[T, int64]()
 	case int32:
 		return intCodec[T, int32]()
+	case int16:
+		return intCodec[T, int16]()
+	case int8:
+		return intCodec[T, int8]()
 	case uint:
 		return uintCodec[T, uint]()
 	case uint64:
 		return uintCodec[T, uint64]()
 	case uint32:
 		return uintCodec[T, uint32]()
+	case uint16:
+		return uintCodec[T, uint16]()
+	case uint8:
+		return uintCodec[T, uint8]()
 	case float64:
 		return codec[T]{
 			enc: func(_ *encState, b []byte, v *T) ([]byte, error) {
@@ -212,6 +286,9 @@ func newCodec[T any]() codec[T] {
 			},
 			dec: func(d *decState, v *T) error {
 				f, err := d.float64()
+				if err == nil && math.Abs(f) > math.MaxFloat32 && !math.IsInf(f, 0) {
+					f, err = 0, rangeError(f, float32(0))
+				}
 				*any(v).(*float32) = float32(f)
 				return err
 			},
@@ -252,39 +329,132 @@ func newCodec[T any]() codec[T] {
 			dec: func(d *decState, _ *T) error { return d.skip() },
 		}
 	}
+	if reflect.TypeFor[T]() == reflect.TypeFor[any]() {
+		return codec[T]{
+			enc: func(e *encState, b []byte, v *T) ([]byte, error) { return e.encode(b, v) },
+			dec: func(d *decState, v *T) error { return d.anyValue(any(v).(*any)) },
+		}
+	}
 	return codec[T]{
 		enc: func(e *encState, b []byte, v *T) ([]byte, error) { return e.encode(b, v) },
 		dec: func(d *decState, v *T) error { return d.decode(v) },
 	}
 }
 
-func intCodec[T any, I int | int64 | int32]() codec[T] {
+// anyValue decodes a value into an any as the module's other decoders do:
+// an integer is an int64 (a uint64 only above math.MaxInt64), a float is a
+// float64, whatever width was sent; scalars here, without reflection, the
+// rest by the msgpack decoder.
+func (d *decState) anyValue(v *any) (err error) {
+	switch msgp.NextType(d.b[d.p:]) {
+	case msgp.NilType:
+		d.p++
+		*v = nil
+	case msgp.IntType, msgp.UintType:
+		i, u, big, err := d.number()
+		if err != nil {
+			return err
+		}
+		if big {
+			*v = u
+		} else {
+			*v = i
+		}
+	case msgp.Float32Type, msgp.Float64Type:
+		var f float64
+		f, err = d.float64()
+		*v = f
+	case msgp.BoolType:
+		var b bool
+		b, err = d.boolean()
+		*v = b
+	case msgp.StrType:
+		var s string
+		s, err = d.str()
+		*v = s
+	case msgp.BinType:
+		var b []byte
+		b, err = d.bin()
+		*v = b
+	default:
+		*v = nil // msgpack would merge into what v holds
+		return d.decode(v)
+	}
+	return err
+}
+
+func intCodec[T any, I int | int64 | int32 | int16 | int8]() codec[T] {
 	return codec[T]{
+		// The common case only: anything unusual (nil, a number that does
+		// not fit) is left to dec, record by record, which says what is
+		// wrong.
+		okRun: func(d *decState, dst []T) int {
+			b, p := d.b, d.p
+			ds := any(dst).([]I) // T is I
+			for i := range ds {
+				if p >= len(b) || b[p] != statusOK {
+					d.p = p
+					return i
+				}
+				x, n, err := msgp.ReadInt(b[p+1:])
+				if err != nil || int64(I(x)) != x {
+					d.p = p
+					return i
+				}
+				ds[i] = I(x)
+				p += 1 + n
+			}
+			d.p = p
+			return len(ds)
+		},
+		encRun: func(b []byte, vs []T) []byte {
+			for _, v := range any(vs).([]I) {
+				b = msgp.AppendInt(b, int64(v))
+			}
+			return b
+		},
 		enc: func(_ *encState, b []byte, v *T) ([]byte, error) {
 			return msgp.AppendInt(b, int64(*any(v).(*I))), nil
 		},
-		dec: func(d *decState, v *T) error {
-			x, err := d.int64()
-			if err == nil && int64(I(x)) != x {
-				return fmt.Errorf("msgpack: %d overflows %T", x, I(0))
-			}
-			*any(v).(*I) = I(x)
+		dec: func(d *decState, v *T) (err error) {
+			*any(v).(*I), err = decInt[I](d)
 			return err
 		},
 	}
 }
 
-func uintCodec[T any, U uint | uint64 | uint32]() codec[T] {
+func uintCodec[T any, U uint | uint64 | uint32 | uint16 | uint8]() codec[T] {
 	return codec[T]{
+		okRun: func(d *decState, dst []T) int {
+			b, p := d.b, d.p
+			ds := any(dst).([]U) // T is U
+			for i := range ds {
+				if p >= len(b) || b[p] != statusOK {
+					d.p = p
+					return i
+				}
+				x, n, err := msgp.ReadUint(b[p+1:])
+				if err != nil || uint64(U(x)) != x {
+					d.p = p
+					return i
+				}
+				ds[i] = U(x)
+				p += 1 + n
+			}
+			d.p = p
+			return len(ds)
+		},
+		encRun: func(b []byte, vs []T) []byte {
+			for _, v := range any(vs).([]U) {
+				b = msgp.AppendUint(b, uint64(v))
+			}
+			return b
+		},
 		enc: func(_ *encState, b []byte, v *T) ([]byte, error) {
 			return msgp.AppendUint(b, uint64(*any(v).(*U))), nil
 		},
-		dec: func(d *decState, v *T) error {
-			x, err := d.uint64()
-			if err == nil && uint64(U(x)) != x {
-				return fmt.Errorf("msgpack: %d overflows %T", x, U(0))
-			}
-			*any(v).(*U) = U(x)
+		dec: func(d *decState, v *T) (err error) {
+			*any(v).(*U), err = decUint[U](d)
 			return err
 		},
 	}

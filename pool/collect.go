@@ -69,6 +69,8 @@ func newCollector[R any](p *Pool, n, mode int, co *callOptions, onResult func(in
 	return c
 }
 
+func (c *collector[R]) name(idx int) string { return taskName(idx, c.mode == modeOne) }
+
 func (c *collector[R]) has(i int) bool { return c.bits[i/64]&(1<<(i%64)) != 0 }
 
 var decPool = sync.Pool{New: func() any { return new(decState) }}
@@ -79,15 +81,22 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 	d.reset(payload)
 	for range skip {
 		if err := skipRecord(d); err != nil {
-			c.failRange(idx0, k, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx0, err))
+			c.failRange(idx0, k, fmt.Errorf("pool: %s: corrupt result from the worker: %w", c.name(idx0), err))
 			return d.p, 0, err
 		}
 	}
 	ran := 0
-	sts := make([]byte, k)
+	sts := make([]byte, k) // statusOK is 0
 	var errs []idxErr
-	for i := range k {
+	for i := 0; i < k; i++ {
 		idx := idx0 + i
+		if c.rc.okRun != nil {
+			m := c.rc.okRun(d, c.res[idx:idx0+k])
+			ran += m
+			if i, idx = i+m, idx+m; i == k {
+				break
+			}
+		}
 		st, err := d.byte1()
 		if err == nil {
 			switch st {
@@ -108,7 +117,7 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 		}
 		if err != nil {
 			c.resolve(idx0, sts[:i], errs)
-			c.failRange(idx, k-i, fmt.Errorf("pool: task %d: corrupt result from the worker: %w", idx, err))
+			c.failRange(idx, k-i, fmt.Errorf("pool: %s: corrupt result from the worker: %w", c.name(idx), err))
 			return d.p, ran, err
 		}
 		sts[i] = st
@@ -118,6 +127,26 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 	}
 	c.resolve(idx0, sts, errs)
 	return d.p, ran, nil
+}
+
+// value decodes item idx's result as a backend delivered it (pools from
+// Open). The backend's chunk lets each index through once, so no other
+// goroutine writes res[idx].
+func (c *collector[R]) value(idx int, val []byte) {
+	d := decPool.Get().(*decState)
+	defer decPool.Put(d)
+	d.reset(val)
+	err := c.rc.dec(d, &c.res[idx])
+	if err == nil && d.p != len(val) {
+		err = fmt.Errorf("%d bytes after the value", len(val)-d.p)
+	}
+	if err != nil {
+		var zero R
+		c.res[idx] = zero
+		c.fail(idx, fmt.Errorf("pool: %s: cannot decode the result: %w", c.name(idx), err))
+		return
+	}
+	c.resolve(idx, []byte{statusOK}, nil)
 }
 
 func (c *collector[R]) fail(idx int, err error) {
@@ -233,6 +262,9 @@ func (c *collector[R]) resolve(idx0 int, sts []byte, errs []idxErr) {
 }
 
 func (c *collector[R]) setErrLocked(idx int, err error) {
+	if c.mode == modeOne {
+		markSingle(err)
+	}
 	if c.errs == nil {
 		c.errs = map[int]error{}
 	}
@@ -273,30 +305,47 @@ func (c *collector[R]) takeLocked(i int) (R, error) {
 	return r, err
 }
 
-// next waits for the next outcome in the call's order: item i for Imap,
-// the next to arrive for ImapUnordered.
-func (c *collector[R]) next(ctx context.Context, i int) (R, error, bool) {
+// outcome is one item's result or error, as Imap yields it.
+type outcome[R any] struct {
+	r   R
+	err error
+}
+
+// maxBatch bounds the outcomes next takes at once.
+const maxBatch = 4096
+
+// next waits for the next outcomes in the call's order, from item i for
+// Imap, the next to arrive for ImapUnordered, and appends all that are
+// ready (at most maxBatch) to buf: one lock per batch rather than per
+// item, which a map of a trivial task would feel. It returns false if ctx
+// ends first.
+func (c *collector[R]) next(ctx context.Context, i int, buf []outcome[R]) ([]outcome[R], bool) {
 	for {
 		c.mu.Lock()
 		if c.mode == modeUnordered {
-			if c.ohead < len(c.order) {
+			for c.ohead < len(c.order) && len(buf) < maxBatch {
 				idx := c.order[c.ohead]
 				c.ohead++
 				r, err := c.takeLocked(idx)
-				c.mu.Unlock()
-				return r, err, true
+				buf = append(buf, outcome[R]{r, err})
 			}
-		} else if c.has(i) {
-			r, err := c.takeLocked(i)
-			c.mu.Unlock()
-			return r, err, true
+			if c.ohead == len(c.order) {
+				c.order, c.ohead = c.order[:0], 0
+			}
+		} else {
+			for ; i < c.n && c.has(i) && len(buf) < maxBatch; i++ {
+				r, err := c.takeLocked(i)
+				buf = append(buf, outcome[R]{r, err})
+			}
 		}
 		c.mu.Unlock()
+		if len(buf) > 0 {
+			return buf, true
+		}
 		select {
 		case <-c.sig:
 		case <-ctx.Done():
-			var zero R
-			return zero, nil, false
+			return buf, false
 		}
 	}
 }

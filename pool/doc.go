@@ -34,9 +34,14 @@
 //
 // Arguments and results cross the process boundary as msgpack: exported
 // struct fields travel, functions and channels do not. Common scalar types
-// (ints, floats, strings, []byte, bool) take a fast path with no
-// reflection, so a map of a trivial function over 200,000 ints runs at
-// millions of tasks per second.
+// (ints, floats, strings, []byte, bool, and scalars in an any) take a fast
+// path with no reflection, so a map of a trivial function over 200,000 ints
+// runs at millions of tasks per second. Decoding follows the module's
+// rules on both paths: a number that does not fit the Go type it is
+// decoded into (it would overflow or change sign) is an error, never a
+// narrowed value, and fails only its own item; numbers decoded into an any
+// are int64 (uint64 above math.MaxInt64) and float64, whatever width was
+// sent.
 //
 // # Failures
 //
@@ -79,17 +84,38 @@
 // when it runs out of work; after a crash the parent reads the segment to
 // recover finished results and to know exactly which item was running.
 //
+// # Backends
+//
+// [Open] returns a Pool whose tasks run on a backend (a
+// [driver.Runner], such as the cluster module's hosts) instead of on local
+// worker processes; every call above works on it unchanged. The pool cuts
+// each call into chunks of encoded arguments, keeps at most four per
+// worker of the backend running, counts each item's result once (a
+// duplicate from a backend's retry is refused), and fails the items a
+// backend returns without. [Pool.Runner] is the other half: it runs chunks
+// that arrive from elsewhere on this pool's workers, with the same
+// encoding, so a chunk made by a caller's pool runs unchanged on a host's.
+// Package [driver] holds the interface; users of this package never
+// need it.
+//
 // # Caveats
 //
-// Tasks must be registered at package level (or in init), in the binary
-// that creates the pool: a worker only knows the tasks its own
-// initialisation registered. Handles (pipes, queues, locks, files) cannot
-// be task arguments; pass them to every worker with [Initializer] (as
-// Python's initargs). A result larger than 1 MiB is sent on its own and
-// cannot be recovered if its worker dies in that instant. [CPUTime] is
-// counted in whole seconds, as the kernel does. A slot that fails to start
-// a worker three times in a row is given up; when none is left the pool is
-// broken ([ErrBroken]). A pool that is never closed keeps its workers until
-// the program exits. Callbacks ([OnResult], [OnError], [Progress]) run on
-// the goroutine reading a worker's results: they must not block.
+// Tasks must be registered at package level (or in init), in the binary that
+// creates the pool: a worker only knows the tasks its own initialisation
+// registered. Handles (pipes, queues, locks, files) cannot be task
+// arguments; pass them to every worker with [Initializer] (as Python's
+// initargs). A result larger than 1 MiB is sent on its own and cannot be
+// recovered if its worker dies in that instant. [CPUTime] is counted in
+// whole seconds, as the kernel does. A slot that fails to start a worker
+// three times in a row for a cause that persists (the program cannot start,
+// or exits or fails its Initializer before it is ready) is given up; when
+// none is left the pool is broken ([ErrBroken]) and every task, queued or
+// new, fails with that error. A worker killed by a signal from outside while
+// it starts (SIGKILL, SIGTERM, SIGINT, SIGHUP) does not count: its slot is
+// started again after a delay that doubles from 5 ms to 500 ms while the
+// kills go on, so that a storm of kills never breaks the pool, which works
+// again once the storm is over. A pool that is never closed keeps its
+// workers until the program exits. Callbacks ([OnResult], [OnError],
+// [Progress]) run on the goroutine reading a worker's results: they must not
+// block.
 package pool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -27,10 +28,12 @@ var (
 	// ErrNotClosed is returned by Join on a pool that is still running:
 	// call Close or Terminate first (Python asserts the same).
 	ErrNotClosed = errors.New("pool: Join called before Close or Terminate")
-	// ErrBroken reports that the pool cannot start workers any more (each
-	// slot failed to start one three times in a row, for example because
-	// the Initializer fails). Queued tasks fail with it, as does New when a
-	// first worker cannot start.
+	// ErrBroken reports that the pool cannot start workers any more: each
+	// slot failed to start one three times in a row for a cause that
+	// persists (the Initializer fails, the program exits before it is
+	// ready); workers killed by a signal while they start do not count.
+	// Queued and later tasks fail with it, as does New when a first worker
+	// cannot start.
 	ErrBroken = errors.New("pool: workers cannot be started")
 )
 
@@ -42,10 +45,32 @@ type TaskError struct {
 	Message string // the error's text, or "panic: " and the panic value
 	Stack   string // the worker's stack at the panic; empty for returned errors
 	kind    int
+	single  bool // Apply's: the text names no index
 }
 
 func (e *TaskError) Error() string {
-	return fmt.Sprintf("pool: task %d: %s", e.Index, e.Message)
+	return fmt.Sprintf("pool: %s: %s", taskName(e.Index, e.single), e.Message)
+}
+
+// taskName names item idx of a call in errors: "task 5", or only "task"
+// for the one task of Apply or ApplyAsync, whose index says nothing.
+func taskName(idx int, single bool) string {
+	if single {
+		return "task"
+	}
+	return "task " + strconv.Itoa(idx)
+}
+
+// markSingle makes err, the error of Apply's one task, name no index.
+func markSingle(err error) {
+	var te *TaskError
+	if errors.As(err, &te) {
+		te.single = true
+	}
+	var wd *WorkerDiedError
+	if errors.As(err, &wd) {
+		wd.single = true
+	}
 }
 
 // Unwrap returns context.Canceled or context.DeadlineExceeded when that is
@@ -72,10 +97,11 @@ type WorkerDiedError struct {
 	Code   int            // the exit code, or -N when killed by signal N (as process.ExitCode)
 	Signal syscall.Signal // the signal that killed the worker, 0 if it exited
 	reason string         // a likely cause known to the pool, for Error
+	single bool           // Apply's: the text names no index
 }
 
 func (e *WorkerDiedError) Error() string {
-	s := fmt.Sprintf("pool: task %d: worker (pid %d) ", e.Index, e.Pid)
+	s := fmt.Sprintf("pool: %s: worker (pid %d) ", taskName(e.Index, e.single), e.Pid)
 	if e.Signal != 0 {
 		s += fmt.Sprintf("was killed by signal %d (%v)", int(e.Signal), e.Signal)
 	} else {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/mpgo/multiprocessing/pool"
+	"github.com/mpgo/multiprocessing/pool/driver"
 	"github.com/mpgo/multiprocessing/process"
 )
 
@@ -133,4 +135,39 @@ func ExampleInitializer() {
 
 	fmt.Println(pool.Map(ctx, p, greet, []string{"ann", "bob"}))
 	// Output: [hello, ann hello, bob] <nil>
+}
+
+// countingBackend is a pool backend (a driver.Runner) that counts the
+// chunks it is given and runs them on a local pool through its Runner. A
+// cluster backend sends them to other hosts instead, where the hosts'
+// local pools run them through their Runners.
+type countingBackend struct {
+	driver.Runner
+	chunks atomic.Int64
+}
+
+func (b *countingBackend) Run(ctx context.Context, c driver.Chunk, deliver func(driver.Result) bool) error {
+	b.chunks.Add(1)
+	return b.Runner.Run(ctx, c, deliver)
+}
+
+func ExampleOpen() {
+	ctx := context.Background()
+	local, err := pool.New(pool.Workers(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	b := &countingBackend{Runner: local.Runner()}
+	p, err := pool.Open(b)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Closing p closes its backend: here, the local pool.
+	defer func() { p.Close(); p.Join(ctx); local.Join(ctx) }()
+
+	cubes, err := pool.Map(ctx, p, cube, []int{1, 2, 3, 4, 5}, pool.Chunksize(2))
+	fmt.Println(cubes, err, b.chunks.Load(), "chunks")
+	// Output: [1 8 27 64 125] <nil> 3 chunks
 }

@@ -3,6 +3,8 @@ package pool
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/mpgo/multiprocessing/pool/driver"
 )
 
 // Decoders of peer input: a worker decodes what the parent sends, the
@@ -115,5 +117,51 @@ func FuzzResults(f *testing.F) {
 		if w.pending < 0 || w.pending+done > 50 {
 			t.Fatalf("pending %d", w.pending)
 		}
+	})
+}
+
+// The decoders of what a backend's peers send: a Runner's chunk arguments
+// (from a remote caller), and the results a pool from Open receives (from
+// a remote host), whole or as one item's value.
+func FuzzBackendInput(f *testing.F) {
+	for _, s := range seedResults() {
+		f.Add(s, uint8(3))
+	}
+	var es encState
+	args, _ := newCodec[int]().enc(&es, nil, ptr(5))
+	args, _ = newCodec[string]().enc(&es, args, ptr("x"))
+	f.Add(args, uint8(2))
+	f.Fuzz(func(t *testing.T, b []byte, n uint8) {
+		count := int(n)
+		if offs, err := splitArgs(b, count); err == nil {
+			if len(offs) != count+1 || offs[0] != 0 || offs[count] != len(b) {
+				t.Fatalf("offsets %v for %d values in %d bytes", offs, count, len(b))
+			}
+			for i := range count {
+				if offs[i] >= offs[i+1] {
+					t.Fatalf("offsets %v", offs)
+				}
+			}
+		}
+		// A local pool's results relayed to a backend, as a Runner sees
+		// them: each index delivered at most once.
+		seen := map[int]bool{}
+		s := &rawSink{p: &Pool{}, base: 10, left: count, got: make([]uint64, (count+63)/64),
+			done: make(chan struct{}), deliverFn: func(r driver.Result) bool {
+				if seen[r.Index] || r.Index < 10 || r.Index >= 10+count {
+					t.Fatalf("result %d delivered twice or out of range", r.Index)
+				}
+				seen[r.Index] = true
+				return true
+			}}
+		s.j = &job{sink: s}
+		s.deliver(b, 0, 0, count)
+		// One item's value, as a pool from Open decodes it.
+		newCollector[int](nil, 1, modeOrdered, &callOptions{}, nil).value(0, b)
+		newCollector[any](nil, 1, modeOrdered, &callOptions{}, nil).value(0, b)
+		mp := &Pool{}
+		mc := newCollector[[]string](mp, 1, modeMap, &callOptions{}, nil)
+		mc.j = &job{n: 1, limit: 1, sink: mc}
+		mc.value(0, b)
 	})
 }

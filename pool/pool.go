@@ -18,8 +18,16 @@ const (
 
 const (
 	// maxStartFails is how many times in a row a slot may fail to start a
-	// worker before it is given up.
+	// worker, for a cause that persists (the program cannot start, exits
+	// or fails its Initializer before it is ready), before it is given up.
 	maxStartFails = 3
+	// A worker killed by someone else's signal before it was ready (a kill
+	// storm, an operator's pkill) says nothing about the next one: its slot
+	// is started again, without limit, after a delay that doubles from
+	// restartMin to restartMax while the kills go on, so that a storm
+	// neither breaks the pool nor makes it spin.
+	restartMin = 5 * time.Millisecond
+	restartMax = 500 * time.Millisecond
 	// prefetch is how much work (by the measured time per item) the pool
 	// keeps queued at a worker beyond what it is running, so that the
 	// worker never waits for a round trip; maxSpans bounds it in chunks.
@@ -43,11 +51,13 @@ type Pool struct {
 	mu      sync.Mutex
 	state   int
 	inNew   bool
-	slots   []*worker // the live (or starting) worker of each slot
-	fails   []int     // consecutive start failures per slot
-	lastErr error     // why the last worker start failed
-	live    int       // workers started and not yet gone
-	queue   []*job    // jobs with items not yet dispatched, in order
+	slots   []*worker     // the live (or starting) worker of each slot
+	fails   []int         // consecutive start failures per slot, for a cause that persists
+	kills   []int         // consecutive starts per slot killed by a signal before ready
+	restart []*time.Timer // a slot's delayed start (after kills), pending
+	lastErr error         // why the last worker start failed
+	live    int           // workers started and not yet gone
+	queue   []*job        // jobs with items not yet dispatched, in order
 	qhead   int
 	nextJob uint64
 	broken  error
@@ -56,6 +66,8 @@ type Pool struct {
 	isGone  bool
 
 	encoded *sync.Cond // broadcast when a job's encoders drops to zero
+
+	drv *backend // the backend of a pool from Open; nil for worker processes
 
 	wg sync.WaitGroup
 }
@@ -78,8 +90,15 @@ type job struct {
 	encoders int
 	// enc appends the msgpack encoding of items [start, end) to b. On an
 	// error it returns b as it was before the failing item, and its index.
-	enc  func(b []byte, start, end int) ([]byte, int, error)
-	sink sink
+	enc    func(b []byte, start, end int) ([]byte, int, error)
+	sink   sink
+	single bool // Apply's: errors name no index (taskName)
+	// base is added to item indexes in the errors the pool makes: a job
+	// that runs a chunk for a backend (Runner) reports the caller's
+	// indexes.
+	base int
+	// chunks are the job's chunks in a backend's Run (pools from Open).
+	chunks map[*chunkRun]struct{}
 }
 
 type rng struct{ start, count int }
@@ -93,6 +112,8 @@ type sink interface {
 	fail(idx int, err error)
 	failRange(start, count int, err error)
 	skip(start, count int)
+	// value decodes the msgpack result of item idx, which succeeded.
+	value(idx int, val []byte)
 }
 
 func (j *job) hasWork() bool { return len(j.retry) > 0 || j.next < j.limit }
@@ -130,6 +151,8 @@ func New(opts ...Option) (*Pool, error) {
 		o:       o,
 		slots:   make([]*worker, o.workers),
 		fails:   make([]int, o.workers),
+		kills:   make([]int, o.workers),
+		restart: make([]*time.Timer, o.workers),
 		perItem: map[string]float64{},
 		gone:    make(chan struct{}),
 		inNew:   true,
@@ -214,11 +237,19 @@ func (p *Pool) Terminate() error {
 				kill = append(kill, w.proc)
 			}
 		}
+		if p.drv != nil {
+			// The chunks in Run end with ErrTerminated (runChunk).
+			p.drv.cancel()
+		}
+		p.cancelRestartsLocked()
 		p.checkGoneLocked()
 	}
 	p.mu.Unlock()
 	for _, f := range after {
 		f()
+	}
+	if p.drv != nil {
+		p.drv.r.Terminate()
 	}
 	for _, proc := range kill {
 		proc.Kill()
@@ -270,6 +301,10 @@ func (p *Pool) submit(j *job) error {
 	j.id = p.nextJob
 	p.queue = append(p.queue, j)
 	j.inQueue = true
+	if p.drv != nil {
+		p.pumpLocked()
+		return nil
+	}
 	for _, w := range p.slots {
 		if w != nil && p.canTakeLocked(w, j) {
 			w.poke()
@@ -361,6 +396,7 @@ func (p *Pool) stopJob(j *job, threshold int) {
 				w.poke()
 			}
 		}
+		p.stopChunksLocked(j, threshold)
 	}
 	p.mu.Unlock()
 	for _, f := range after {
@@ -378,6 +414,10 @@ func (p *Pool) wakeAllLocked() {
 
 // checkGoneLocked closes gone once the pool is shut and no worker is left.
 func (p *Pool) checkGoneLocked() {
+	if p.drv != nil {
+		p.checkBackendGoneLocked()
+		return
+	}
 	if p.state == stateRunning || p.live > 0 || p.isGone {
 		return
 	}

@@ -73,14 +73,25 @@ const (
 const (
 	segSize      = 1 << 20
 	segCommitted = 0  // bytes of complete runs at segData
-	segState     = 8  // 2n+1 while the n-th item runs, even between items
-	segJob       = 16 // the running item's job
-	segIndex     = 24 // and its index
+	segState     = 8  // odd while an item runs (runningState), even between spans
+	segJob       = 16 // the job of the item in segState
 	segFlags     = 32 // flagCPU: the CPU time limit killed the running item
 	segData      = 64 // runs; segData-1 holds msgResults so a flush is one slice
 
 	flagCPU = 1
 )
+
+// runningState is the state word of the seq-th item a worker runs, index
+// idx: seq (mod 2^30) above the index (32 bits, as the protocol's), above
+// a 1. It changes at every item, which the timeout watchdog relies on,
+// and it names the item, which the parent reads after a death; one word
+// makes that one store per item.
+func runningState(seq uint64, idx int) int64 {
+	return int64((seq&(1<<30-1))<<33 | uint64(uint32(idx))<<1 | 1)
+}
+
+// stateIndex is the item index in a state word.
+func stateIndex(st int64) int { return int(uint64(st) >> 1 & (1<<32 - 1)) }
 
 var errProto = errors.New("pool: protocol error")
 

@@ -45,6 +45,7 @@ type worker struct {
 	lastMark time.Time
 	startErr error
 	protoErr error // why the pool killed it, if it broke the protocol
+	killed   bool  // it died of another's signal before it was ready
 	timedOut bool
 	wdState  int64
 	wdSince  time.Time
@@ -207,7 +208,7 @@ func (p *Pool) handle(w *worker, msg []byte) error {
 		}
 		p.mu.Lock()
 		w.ready = true
-		p.fails[w.slot] = 0
+		p.fails[w.slot], p.kills[w.slot] = 0, 0
 		p.mu.Unlock()
 		w.markReadyOrGone()
 		w.poke()
@@ -477,7 +478,7 @@ func (p *Pool) encodeSpan(buf []byte, w *worker, sp *span) []byte {
 		} else {
 			// The worker has not seen sp: keep the encoded prefix.
 			w.unreserveLocked(sp, good)
-			ferr := fmt.Errorf("pool: task %d: cannot encode the argument: %w", bad, err)
+			ferr := fmt.Errorf("pool: %s: cannot encode the argument: %w", taskName(bad, j.single), err)
 			after = append(after, func() { j.sink.fail(bad, ferr) })
 			if rest := count - good - 1; rest > 0 {
 				p.requeueLocked(j, bad+1, rest, &after)
@@ -525,90 +526,20 @@ func (p *Pool) release(j *job) {
 	p.mu.Unlock()
 }
 
-// workerGone settles a worker whose connection ended: it makes sure the
-// process is gone, recovers the results it had not sent, fails the item
-// it was running (WorkerDiedError, or ErrTimeout if the watchdog killed
-// it), gives back the items it never started, and starts a replacement.
+// workerGone settles a worker whose connection ended, in four steps: it
+// makes sure the process is gone (reap), recovers the results it had not
+// sent (recoverSegment), fails the item it was running and gives back the
+// items it never started (settleItemsLocked), and records why it ended
+// before it was ready, if it did, then frees its slot for a replacement
+// (noteStartLocked, workerEndedLocked).
 func (p *Pool) workerGone(w *worker) {
-	t := time.NewTimer(exitGrace)
-	select {
-	case <-w.proc.Done():
-	case <-t.C:
-		w.proc.Kill()
-		<-w.proc.Done()
-	}
-	t.Stop()
-	w.conn.Close()
-	code, _ := w.proc.ExitCode()
-	var sig syscall.Signal
-	var exitErr *process.ExitError
-	if err := w.proc.Join(context.Background()); errors.As(err, &exitErr) {
-		sig = exitErr.Signal
-	}
-	mem := w.seg.Bytes()
-	if n := w.seg.Int64(segCommitted).Load(); n > 0 && n <= int64(len(mem)-segData) {
-		p.deliver(w, mem[segData:segData+int(n)], true)
-	}
-	state := w.seg.Int64(segState).Load()
-	runJob := uint64(w.seg.Int64(segJob).Load())
-	runIdx := int(w.seg.Int64(segIndex).Load())
-	cpuFlag := w.seg.Int64(segFlags).Load()&flagCPU != 0
-
+	d := p.reap(w)
+	p.recoverSegment(w, &d)
 	var after []func()
 	p.mu.Lock()
-	// The item that was running fails. Every item before it in the
-	// worker's order has been delivered by now (from the connection or
-	// the segment); items after it never started and go to other workers.
-	// Should the segment have been scribbled over, items found before the
-	// running one lost their results: they fail too rather than run twice.
-	running := -1 // position of the running item among the undelivered
-	if state&1 == 1 {
-		pos := 0
-		for _, sp := range w.inflight {
-			if sp.job.id == runJob && runIdx >= sp.start+sp.done && runIdx < sp.start+sp.count {
-				running = pos + runIdx - (sp.start + sp.done)
-				break
-			}
-			pos += sp.count - sp.done
-		}
-	}
-	died := func(idx int, lost bool) error {
-		if w.timedOut && !lost {
-			return fmt.Errorf("%w: task %d ran longer than %v; its worker (pid %d) was killed", ErrTimeout, idx, p.o.timeout, w.pid)
-		}
-		reason := deathReason(code, sig, &p.o, cpuFlag)
-		if w.protoErr != nil {
-			reason = "the pool killed it: " + w.protoErr.Error()
-		}
-		if lost {
-			reason = "the task had finished, but its result was lost with the worker"
-		}
-		return &WorkerDiedError{Index: idx, Pid: w.pid, Code: code, Signal: sig, reason: reason}
-	}
-	pos := 0
-	for _, sp := range w.inflight {
-		for sp.done < sp.count && pos <= running {
-			j, idx, err := sp.job, sp.start+sp.done, died(sp.start+sp.done, pos < running)
-			after = append(after, func() { j.sink.fail(idx, err) })
-			sp.done++
-			pos++
-		}
-		if sp.done < sp.count {
-			p.requeueLocked(sp.job, sp.start+sp.done, sp.count-sp.done, &after)
-		}
-	}
-	w.inflight, w.pending = nil, 0
+	p.settleItemsLocked(w, &d, &after)
 	w.gone = true
-	if !w.ready {
-		switch {
-		case w.startErr != nil:
-			p.lastErr = w.startErr
-		case exitErr != nil:
-			p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready: %v", w.pid, exitErr)
-		default:
-			p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready", w.pid)
-		}
-	}
+	p.noteStartLocked(w, &d)
 	p.workerEndedLocked(w, &after)
 	p.mu.Unlock()
 	w.seg.Close()
@@ -618,23 +549,209 @@ func (p *Pool) workerGone(w *worker) {
 	}
 }
 
+// death is what the parent knows of a worker's end: how the process
+// ended, and what its segment said the worker was doing.
+type death struct {
+	code    int
+	sig     syscall.Signal
+	exitErr *process.ExitError // nil for exit code 0
+	state   int64              // the segment's state word (runningState)
+	job     uint64             // the job of the item in state
+	cpuFlag bool               // the CPU time limit killed the running item
+}
+
+// reap waits for w's process to exit (killing it after exitGrace: its
+// connection is gone, so it has nothing left to do) and closes its
+// connection.
+func (p *Pool) reap(w *worker) death {
+	t := time.NewTimer(exitGrace)
+	select {
+	case <-w.proc.Done():
+	case <-t.C:
+		w.proc.Kill()
+		<-w.proc.Done()
+	}
+	t.Stop()
+	w.conn.Close()
+	var d death
+	d.code, _ = w.proc.ExitCode()
+	if err := w.proc.Join(context.Background()); errors.As(err, &d.exitErr) {
+		d.sig = d.exitErr.Signal
+	}
+	return d
+}
+
+// recoverSegment delivers the results w left in its segment but never
+// sent (those it did send were delivered already and are dropped), and
+// reads the words that say what it was running when it died.
+func (p *Pool) recoverSegment(w *worker, d *death) {
+	mem := w.seg.Bytes()
+	if n := w.seg.Int64(segCommitted).Load(); n > 0 && n <= int64(len(mem)-segData) {
+		p.deliver(w, mem[segData:segData+int(n)], true)
+	}
+	d.state = w.seg.Int64(segState).Load()
+	d.job = uint64(w.seg.Int64(segJob).Load())
+	d.cpuFlag = w.seg.Int64(segFlags).Load()&flagCPU != 0
+}
+
+// settleItemsLocked fails the item w was running (a WorkerDiedError, or
+// ErrTimeout if the watchdog killed it) and gives the items after it,
+// which never started, back to their jobs. Every item before it in the
+// worker's order has been delivered by now (from the connection or the
+// segment); should the segment have been scribbled over, items found
+// before the running one lost their results: they fail too rather than
+// run twice.
+func (p *Pool) settleItemsLocked(w *worker, d *death, after *[]func()) {
+	running := -1 // position of the running item among the undelivered
+	if d.state&1 == 1 {
+		runIdx := stateIndex(d.state)
+		pos := 0
+		for _, sp := range w.inflight {
+			if sp.job.id == d.job && runIdx >= sp.start+sp.done && runIdx < sp.start+sp.count {
+				running = pos + runIdx - (sp.start + sp.done)
+				break
+			}
+			pos += sp.count - sp.done
+		}
+	}
+	pos := 0
+	for _, sp := range w.inflight {
+		for sp.done < sp.count && pos <= running {
+			j, idx := sp.job, sp.start+sp.done
+			err := p.diedError(w, d, j.base+idx, j.single, pos < running)
+			*after = append(*after, func() { j.sink.fail(idx, err) })
+			sp.done++
+			pos++
+		}
+		if sp.done < sp.count {
+			p.requeueLocked(sp.job, sp.start+sp.done, sp.count-sp.done, after)
+		}
+	}
+	w.inflight, w.pending = nil, 0
+}
+
+// diedError is the error of item idx that w held when it died: lost if
+// it had finished but its result is gone.
+func (p *Pool) diedError(w *worker, d *death, idx int, single, lost bool) error {
+	if w.timedOut && !lost {
+		return fmt.Errorf("%w: %s ran longer than %v; its worker (pid %d) was killed", ErrTimeout, taskName(idx, single), p.o.timeout, w.pid)
+	}
+	reason := deathReason(d.code, d.sig, &p.o, d.cpuFlag)
+	if w.protoErr != nil {
+		reason = "the pool killed it: " + w.protoErr.Error()
+	}
+	if lost {
+		reason = "the task had finished, but its result was lost with the worker"
+	}
+	return &WorkerDiedError{Index: idx, Pid: w.pid, Code: d.code, Signal: d.sig, reason: reason, single: single}
+}
+
+// noteStartLocked records why a worker that ended before it was ready
+// did, for ErrBroken's message, and whether someone else's signal killed
+// it (which does not count against its slot).
+func (p *Pool) noteStartLocked(w *worker, d *death) {
+	if w.ready {
+		return
+	}
+	switch {
+	case w.startErr != nil:
+		p.lastErr = w.startErr
+	case d.exitErr != nil:
+		p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready: %v", w.pid, d.exitErr)
+		w.killed = killedByOthers(d.sig) && w.protoErr == nil
+	default:
+		p.lastErr = fmt.Errorf("worker (pid %d) exited before it was ready", w.pid)
+	}
+}
+
 // workerEndedLocked frees w's slot and starts a replacement when there is
-// a use for one.
+// a use for one: at once, or after a delay if w was killed while it
+// started.
 func (p *Pool) workerEndedLocked(w *worker, after *[]func()) {
 	p.live--
 	if p.slots[w.slot] == w {
 		p.slots[w.slot] = nil
 	}
-	if !w.ready {
+	switch {
+	case w.ready:
+	case w.killed:
+		p.kills[w.slot]++
+	default:
 		p.fails[w.slot]++
 	}
-	replace := !p.inNew && p.state != stateTerminated &&
-		(p.state == stateRunning || p.hasWorkLocked()) &&
-		p.fails[w.slot] < maxStartFails
-	if replace {
+	switch {
+	case !p.wantWorkerLocked() || p.inNew:
+	case p.fails[w.slot] >= maxStartFails:
+		if p.live == 0 && p.broken == nil {
+			p.breakLocked(after)
+		}
+	case !w.ready && w.killed:
+		p.startLaterLocked(w.slot, restartDelay(p.kills[w.slot]))
+	default:
 		p.startLocked(w.slot)
-	} else if p.live == 0 && !p.inNew && p.state != stateTerminated && p.broken == nil && p.fails[w.slot] >= maxStartFails {
-		p.breakLocked(after)
 	}
 	p.checkGoneLocked()
+}
+
+// wantWorkerLocked reports whether an empty slot should get a worker: the
+// pool runs, or is closed with work still queued.
+func (p *Pool) wantWorkerLocked() bool {
+	return p.state == stateRunning || (p.state == stateClosed && p.hasWorkLocked())
+}
+
+// killedByOthers reports whether a worker that died of sig before it was
+// ready was killed from outside (SIGKILL from a user or the OOM killer,
+// SIGTERM, SIGINT, SIGHUP): nothing the next worker will meet too. A
+// worker that crashes or exits on its own before it is ready does it
+// again, and counts towards maxStartFails.
+func killedByOthers(sig syscall.Signal) bool {
+	switch sig {
+	case unix.SIGKILL, unix.SIGTERM, unix.SIGINT, unix.SIGHUP:
+		return true
+	}
+	return false
+}
+
+// restartDelay is the wait before a slot's next start after kills
+// consecutive starts were killed: restartMin, doubling, up to restartMax.
+func restartDelay(kills int) time.Duration {
+	d := restartMin
+	for i := 1; i < kills && d < restartMax; i++ {
+		d *= 2
+	}
+	return min(d, restartMax)
+}
+
+// startLaterLocked starts a worker for slot after d. The pending start
+// counts as a live worker, so that the pool is not gone before it ran;
+// Terminate cancels it.
+func (p *Pool) startLaterLocked(slot int, d time.Duration) {
+	p.live++
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		if p.restart[slot] != t {
+			p.mu.Unlock()
+			return // cancelled
+		}
+		p.restart[slot] = nil
+		p.live--
+		if p.wantWorkerLocked() {
+			p.startLocked(slot)
+		}
+		p.checkGoneLocked()
+		p.mu.Unlock()
+	})
+	p.restart[slot] = t
+}
+
+// cancelRestartsLocked drops the pending delayed starts.
+func (p *Pool) cancelRestartsLocked() {
+	for slot, t := range p.restart {
+		if t != nil {
+			t.Stop()
+			p.restart[slot] = nil
+			p.live--
+		}
+	}
 }

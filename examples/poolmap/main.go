@@ -19,6 +19,7 @@ import (
 
 	"github.com/mpgo/multiprocessing/pool"
 	"github.com/mpgo/multiprocessing/process"
+	"golang.org/x/sys/unix"
 )
 
 // Range is the half-open interval [Lo, Hi).
@@ -85,6 +86,27 @@ func split(n, parts int) []Range {
 	return rs
 }
 
+// progress returns a pool.Progress callback that shows how far the map
+// is on f: one line rewritten in place ("\r") on a terminal, else a line
+// at every tenth of the work, so that a log file holds no "\r".
+func progress(f *os.File) func(done, total int) {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	tty := err == nil
+	shown := 0
+	return func(done, total int) {
+		switch {
+		case tty:
+			fmt.Fprintf(f, "\rcounting: %d/%d ranges", done, total)
+			if done == total {
+				fmt.Fprintln(f)
+			}
+		case done == total || (done-shown)*10 >= total:
+			shown = done
+			fmt.Fprintf(f, "counting: %d/%d ranges\n", done, total)
+		}
+	}
+}
+
 func main() {
 	process.Init() // first: in a worker this runs the task loop and never returns
 
@@ -115,10 +137,7 @@ func run(ctx context.Context, n, parts, workers int) error {
 	ranges := split(n, parts)
 	start = time.Now()
 	counts, err := pool.Map(ctx, p, countPrimes, ranges, pool.Chunksize(1),
-		pool.Progress(func(done, total int) {
-			fmt.Fprintf(os.Stderr, "\rcounting: %d/%d ranges", done, total)
-		}))
-	fmt.Fprintln(os.Stderr)
+		pool.Progress(progress(os.Stderr)))
 	if err != nil {
 		return err
 	}

@@ -217,6 +217,12 @@ func TestApplyAndAsyncResult(t *testing.T) {
 	var te *pool.TaskError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 0, te.Index)
+	// One task: its error names no index ("task 0" would only puzzle).
+	assert.Equal(t, "pool: task: bad 3", err.Error())
+	_, err = pool.Apply(testbin.Context(t), p, exitWith, 3)
+	var wd *pool.WorkerDiedError
+	require.ErrorAs(t, err, &wd)
+	assert.Contains(t, err.Error(), "pool: task: worker (pid ")
 }
 
 func TestMapAsync(t *testing.T) {
