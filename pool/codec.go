@@ -7,6 +7,7 @@ import (
 	"reflect"
 
 	"github.com/mpgo/multiprocessing/internal/msgp"
+	"github.com/mpgo/multiprocessing/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -97,15 +98,21 @@ func (d *decState) decode(v any) error {
 	if err != nil {
 		return err
 	}
-	d.br.Reset(d.b[d.p : d.p+n])
+	b := d.b[d.p : d.p+n]
+	d.p += n
+	// The module's decoding rules (no silent narrowing, struct fields,
+	// the decode budget) hold here too: results may come from another
+	// host (pool.Open).
+	if err := wire.Admit(b, v); err != nil {
+		return err
+	}
+	d.br.Reset(b)
 	if d.dec == nil {
 		d.dec = msgpack.NewDecoder(&d.br)
 	} else {
 		d.dec.Reset(&d.br)
 	}
-	err = d.dec.Decode(v)
-	d.p += n
-	return err
+	return wire.Decode(d.dec, v)
 }
 
 // skip steps over one value of any type.
