@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"weak"
 
+	"github.com/mpgo/multiprocessing/internal/exithook"
 	"github.com/mpgo/multiprocessing/process"
 )
 
@@ -185,6 +187,24 @@ func New(opts ...Option) (*Pool, error) {
 		p.wg.Add(1)
 		go p.watchdog()
 	}
+	// At exit (process.Shutdown, which a worker process runs when its
+	// function returns), a pool still running is terminated, as Python
+	// terminates its pools at interpreter exit: Shutdown joins every
+	// child, and a running pool's workers wait for tasks forever. A closed
+	// pool finishes its queued work first. The hook holds the pool weakly,
+	// so that a pool that was joined and dropped can be collected.
+	wp := weak.Make(p)
+	exithook.Register(func() error {
+		if p := wp.Value(); p != nil {
+			p.mu.Lock()
+			running := p.state == stateRunning
+			p.mu.Unlock()
+			if running {
+				p.Terminate()
+			}
+		}
+		return nil
+	})
 	return p, nil
 }
 
