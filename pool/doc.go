@@ -115,7 +115,10 @@
 // started again after a delay that doubles from 5 ms to 500 ms while the
 // kills go on, so that a storm of kills never breaks the pool, which works
 // again once the storm is over. A pool that is never closed keeps its
-// workers until the program exits. Callbacks ([OnResult], [OnError],
+// workers until the program exits; [process.Shutdown] (which a worker
+// process runs when its function returns) terminates a pool still running,
+// as Python terminates its pools at exit, and lets a closed one finish its
+// queued work. Callbacks ([OnResult], [OnError],
 // [Progress]) run on the goroutine reading a worker's results: they must not
 // block.
 package pool
