@@ -38,7 +38,7 @@ func start[A, R any](p *Pool, t Task[A, R], args []A, mode int, co *callOptions,
 	chunk := co.chunksize
 	if chunk == 0 {
 		// Python's default for map: four chunks per worker.
-		w := 4 * p.o.workers
+		w := 4 * p.workers()
 		chunk = (n + w - 1) / w
 	}
 	c := newCollector[R](p, n, mode, co, onResult)

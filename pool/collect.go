@@ -120,6 +120,26 @@ func (c *collector[R]) deliver(payload []byte, idx0, skip, k int) (int, int, err
 	return d.p, ran, nil
 }
 
+// value decodes item idx's result as a backend delivered it (pools from
+// Open). The backend's chunk lets each index through once, so no other
+// goroutine writes res[idx].
+func (c *collector[R]) value(idx int, val []byte) {
+	d := decPool.Get().(*decState)
+	defer decPool.Put(d)
+	d.reset(val)
+	err := c.rc.dec(d, &c.res[idx])
+	if err == nil && d.p != len(val) {
+		err = fmt.Errorf("%d bytes after the value", len(val)-d.p)
+	}
+	if err != nil {
+		var zero R
+		c.res[idx] = zero
+		c.fail(idx, fmt.Errorf("pool: task %d: cannot decode the result: %w", idx, err))
+		return
+	}
+	c.resolve(idx, []byte{statusOK}, nil)
+}
+
 func (c *collector[R]) fail(idx int, err error) {
 	c.resolve(idx, []byte{statusErr}, []idxErr{{idx, err}})
 }

@@ -79,6 +79,20 @@
 // when it runs out of work; after a crash the parent reads the segment to
 // recover finished results and to know exactly which item was running.
 //
+// # Backends
+//
+// [Open] returns a Pool whose tasks run on a backend (a
+// [driver.Runner], such as the cluster module's hosts) instead of on local
+// worker processes; every call above works on it unchanged. The pool cuts
+// each call into chunks of encoded arguments, keeps at most four per
+// worker of the backend running, counts each item's result once (a
+// duplicate from a backend's retry is refused), and fails the items a
+// backend returns without. [Pool.Runner] is the other half: it runs chunks
+// that arrive from elsewhere on this pool's workers, with the same
+// encoding, so a chunk made by a caller's pool runs unchanged on a host's.
+// Package [driver] holds the interface; users of this package never
+// need it.
+//
 // # Caveats
 //
 // Tasks must be registered at package level (or in init), in the binary

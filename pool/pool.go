@@ -57,6 +57,8 @@ type Pool struct {
 
 	encoded *sync.Cond // broadcast when a job's encoders drops to zero
 
+	drv *backend // the backend of a pool from Open; nil for worker processes
+
 	wg sync.WaitGroup
 }
 
@@ -80,6 +82,12 @@ type job struct {
 	// error it returns b as it was before the failing item, and its index.
 	enc  func(b []byte, start, end int) ([]byte, int, error)
 	sink sink
+	// base is added to item indexes in the errors the pool makes: a job
+	// that runs a chunk for a backend (Runner) reports the caller's
+	// indexes.
+	base int
+	// chunks are the job's chunks in a backend's Run (pools from Open).
+	chunks map[*chunkRun]struct{}
 }
 
 type rng struct{ start, count int }
@@ -93,6 +101,8 @@ type sink interface {
 	fail(idx int, err error)
 	failRange(start, count int, err error)
 	skip(start, count int)
+	// value decodes the msgpack result of item idx, which succeeded.
+	value(idx int, val []byte)
 }
 
 func (j *job) hasWork() bool { return len(j.retry) > 0 || j.next < j.limit }
@@ -214,11 +224,18 @@ func (p *Pool) Terminate() error {
 				kill = append(kill, w.proc)
 			}
 		}
+		if p.drv != nil {
+			// The chunks in Run end with ErrTerminated (runChunk).
+			p.drv.cancel()
+		}
 		p.checkGoneLocked()
 	}
 	p.mu.Unlock()
 	for _, f := range after {
 		f()
+	}
+	if p.drv != nil {
+		p.drv.r.Terminate()
 	}
 	for _, proc := range kill {
 		proc.Kill()
@@ -270,6 +287,10 @@ func (p *Pool) submit(j *job) error {
 	j.id = p.nextJob
 	p.queue = append(p.queue, j)
 	j.inQueue = true
+	if p.drv != nil {
+		p.pumpLocked()
+		return nil
+	}
 	for _, w := range p.slots {
 		if w != nil && p.canTakeLocked(w, j) {
 			w.poke()
@@ -361,6 +382,7 @@ func (p *Pool) stopJob(j *job, threshold int) {
 				w.poke()
 			}
 		}
+		p.stopChunksLocked(j, threshold)
 	}
 	p.mu.Unlock()
 	for _, f := range after {
@@ -378,6 +400,10 @@ func (p *Pool) wakeAllLocked() {
 
 // checkGoneLocked closes gone once the pool is shut and no worker is left.
 func (p *Pool) checkGoneLocked() {
+	if p.drv != nil {
+		p.checkBackendGoneLocked()
+		return
+	}
 	if p.state == stateRunning || p.live > 0 || p.isGone {
 		return
 	}

@@ -588,7 +588,8 @@ func (p *Pool) workerGone(w *worker) {
 	pos := 0
 	for _, sp := range w.inflight {
 		for sp.done < sp.count && pos <= running {
-			j, idx, err := sp.job, sp.start+sp.done, died(sp.start+sp.done, pos < running)
+			j, idx := sp.job, sp.start+sp.done
+			err := died(j.base+idx, pos < running)
 			after = append(after, func() { j.sink.fail(idx, err) })
 			sp.done++
 			pos++
