@@ -24,7 +24,7 @@ import (
 //
 // A host takes only as many tasks as its workers can start within a few
 // milliseconds (for long tasks: one per worker, and one more waiting), and
-// tells the server every AckWait/3 that it is still working on those it
+// tells the server every AckWait/4 that it is still working on those it
 // holds, so that a long task is never given to another host while this one
 // lives. A task whose worker dies fails with *pool.WorkerDiedError, as
 // locally; it is not given to another host.
@@ -84,7 +84,8 @@ type host struct {
 	reserved int // asked of the server in pending fetches, not arrived
 	fetching int // pending fetches
 	callers  map[string]*callerState
-	perChunk float64       // measured seconds per chunk, 0 until measured
+	rate     float64       // chunks finished per second, measured
+	finished int           // chunks finished since the last measurement
 	ackWait  time.Duration // the shortest AckWait of the consumer and the tasks seen
 	draining bool
 	fatal    error
@@ -213,10 +214,7 @@ func (h *host) announce(bye bool) {
 // more, so that long tasks are not hoarded by one host.
 func (h *host) limitsLocked() (run, hold int) {
 	ahead := func(d time.Duration) int {
-		if h.perChunk <= 0 {
-			return 0
-		}
-		return min(maxAhead, int(math.Ceil(d.Seconds()/h.perChunk*float64(h.workers))))
+		return min(maxAhead, int(math.Ceil(d.Seconds()*h.rate)))
 	}
 	run = h.workers + ahead(runAhead)
 	return run, run + max(h.workers, ahead(pullAhead))
@@ -226,6 +224,9 @@ func (h *host) limitsLocked() (run, hold int) {
 func (h *host) pull(ctx context.Context) error {
 	backoff := 10 * time.Millisecond
 	for {
+		if ctx.Err() != nil {
+			return nil
+		}
 		h.mu.Lock()
 		_, hold := h.limitsLocked()
 		free := hold - (len(h.queue) + h.running + h.reserved)
@@ -235,9 +236,6 @@ func (h *host) pull(ctx context.Context) error {
 			h.fetching++
 		}
 		h.mu.Unlock()
-		if ctx.Err() != nil {
-			return nil
-		}
 		if !ok {
 			select {
 			case <-h.wake:
@@ -311,7 +309,7 @@ func (h *host) onTask(m jetstream.Msg) {
 		return
 	}
 	h.ackWait = min(h.ackWait, t.ackWait)
-	hd := &held{msg: m, t: t, nextBeat: time.Now().Add(t.ackWait / 3)}
+	hd := &held{msg: m, t: t, nextBeat: time.Now().Add(t.ackWait / 4)}
 	h.held[hd] = struct{}{}
 	h.queue = append(h.queue, hd)
 	h.dispatchLocked()
@@ -435,13 +433,13 @@ func (h *host) onControl(m *nats.Msg) {
 	}
 }
 
-// keepAlive tells the server every AckWait/3 that this host still works on
+// keepAlive tells the server every AckWait/4 that this host still works on
 // the tasks it holds, measures, announces the host, and checks on callers.
 func (h *host) keepAlive() {
 	defer h.wg.Done()
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	lastAnnounce := time.Now()
+	lastAnnounce, lastRate := time.Now(), time.Now()
 	for {
 		var now time.Time
 		select {
@@ -450,10 +448,12 @@ func (h *host) keepAlive() {
 		case now = <-t.C:
 		}
 		h.mu.Lock()
+		h.rate = 0.75*h.rate + 0.25*float64(h.finished)/now.Sub(lastRate).Seconds()
+		h.finished, lastRate = 0, now
 		for hd := range h.held {
 			if now.After(hd.nextBeat) {
 				hd.msg.InProgress()
-				hd.nextBeat = now.Add(hd.t.ackWait / 3)
+				hd.nextBeat = now.Add(hd.t.ackWait / 4)
 			}
 		}
 		for id, cs := range h.callers {
@@ -493,7 +493,6 @@ func (h *host) holdsLocked(caller string) bool {
 // its task leaves the stream.
 func (h *host) runChunk(ctx context.Context, hd *held) {
 	defer h.wg.Done()
-	start := time.Now()
 	c := driver.Chunk{Task: hd.t.name, Start: hd.t.start, Count: hd.t.count, Args: hd.msg.Data(), StopOnError: hd.t.stop}
 	var (
 		mu   sync.Mutex
@@ -519,7 +518,7 @@ func (h *host) runChunk(ctx context.Context, hd *held) {
 		select {
 		case runErr = <-done:
 			finished = true
-			h.ranChunk(time.Since(start))
+			h.ranChunk()
 		case <-sig:
 		}
 		mu.Lock()
@@ -562,16 +561,11 @@ func (h *host) runChunk(ctx context.Context, hd *held) {
 }
 
 // ranChunk records that a chunk left the local pool.
-func (h *host) ranChunk(d time.Duration) {
+func (h *host) ranChunk() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.running--
-	s := d.Seconds()
-	if h.perChunk == 0 {
-		h.perChunk = s
-	} else {
-		h.perChunk = 0.8*h.perChunk + 0.2*s
-	}
+	h.finished++
 	h.dispatchLocked()
 }
 

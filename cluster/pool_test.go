@@ -341,17 +341,11 @@ func TestPoolPoisonTaskLost(t *testing.T) {
 	hosts := startHosts(t, s.URL(), "poison", 3, 1)
 	p := openPool(t, c, "poison", 3, cluster.AckWait(time.Second), cluster.MaxDeliver(2))
 	ctx := testbin.Context(t)
-	i := 0
-	for v, err := range pool.Imap(ctx, p, killHostAt3, ints(8), pool.Chunksize(1)) {
-		if i == 3 {
-			require.ErrorIs(t, err, cluster.ErrLost)
-			assert.Contains(t, err.Error(), "delivered 2 times")
-		} else {
-			require.NoError(t, err, "task %d", i)
-			assert.Equal(t, i, v)
-		}
-		i++
-	}
+	// The task kills the host that runs it: each delivery is lost with its
+	// host, and the second is the last.
+	_, err := pool.Apply(ctx, p, killHostAt3, 3)
+	require.ErrorIs(t, err, cluster.ErrLost)
+	assert.Contains(t, err.Error(), "delivered 2 times")
 	st, _ := cluster.Stats(p)
 	assert.Equal(t, int64(1), st.Lost)
 	dead := 0
@@ -395,10 +389,10 @@ func TestPoolCallerCancel(t *testing.T) {
 	p := openPool(t, c, "cancel", 1)
 	ctx, cancel := context.WithCancel(testbin.Context(t))
 	go func() {
-		waitFor(t, func() bool { return len(readLines(t, file)) >= 2 })
+		waitFor(t, func() bool { return len(readLines(t, file)) >= 1 })
 		cancel()
 	}()
-	_, err := pool.Map(ctx, p, mark, marks(file, 20, 400), pool.Chunksize(1))
+	_, err := pool.Map(ctx, p, mark, marks(file, 20, 3000), pool.Chunksize(1))
 	require.ErrorIs(t, err, context.Canceled)
 	// The running task sees its ctx cancelled; the rest never start.
 	waitFor(t, func() bool {
@@ -456,4 +450,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+func TestPoolHostStopsOnCtxEnd(t *testing.T) {
+	s, c := setup(t)
+	file := filepath.Join(t.TempDir(), "marks")
+	a := startHosts(t, s.URL(), "leave", 1, 1)[0]
+	p := openPool(t, c, "leave", 1) // AckWait 30 s: a handed-back task must not wait for it
+	ctx := testbin.Context(t)
+	ar := pool.MapAsync(p, mark, marks(file, 6, 300), pool.Chunksize(1))
+	waitFor(t, func() bool { return len(readLines(t, file)) >= 1 })
+	// A stops taking tasks, hands back those it took but had not started,
+	// finishes the running one and returns; B does the rest.
+	start := time.Now()
+	require.NoError(t, a.Interrupt())
+	jctx, cancel := context.WithTimeout(ctx, 2*time.Second+testbin.Slack)
+	defer cancel()
+	require.NoError(t, a.Join(jctx), "ServePool returns nil when its ctx ends")
+	b := startHosts(t, s.URL(), "leave", 1, 1)[0]
+	got, err := ar.Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 1, 2, 3, 4, 5}, got)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	assert.Len(t, readLines(t, file), 6, "every task ran once")
+	// After a burst of small tasks (its fetches partly used), B returns at
+	// once too.
+	_, err = pool.Map(ctx, p, square, ints(3000), pool.Chunksize(1))
+	require.NoError(t, err)
+	closePool(t, p)
+	require.NoError(t, b.Interrupt())
+	jctx, cancel = context.WithTimeout(ctx, time.Second+testbin.Slack)
+	defer cancel()
+	require.NoError(t, b.Join(jctx))
 }
