@@ -56,6 +56,9 @@ var rows = []row{
 	{"pool_map_trivial", "./pool", "MapTrivial", "tasks/s", "tasks/s", 1, true, "pool Map of a trivial task, 200k ints, 2 workers"},
 	{"pool_apply_async_trivial", "./pool", "ApplyAsync", "tasks/s", "tasks/s", 1, true, "pool ApplyAsync ×20k, then Get all"},
 	{"pool_startup", "./pool", "Startup", "ns/op", "ms", 1e-6, false, "pool New(2 workers) + Close + Join"},
+	{"", "./cluster", "ClusterPoolMap", "tasks/s", "tasks/s", 1, true, "cluster pool Map, trivial task, 200k ints, 2 hosts × 1 worker"},
+	{"", "./cluster", "ClusterPoolApplyAsync", "tasks/s", "tasks/s", 1, true, "cluster pool ApplyAsync ×20k, then Get all, 2 hosts × 1 worker"},
+	{"", "./cluster", "ClusterPoolApply", "p50-ms", "ms", 1, false, "cluster pool Apply round trip, p50"},
 }
 
 func main() {

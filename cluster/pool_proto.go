@@ -263,9 +263,9 @@ func appendResult(b []byte, r driver.Result) []byte {
 		b = msgp.AppendString(b, te.Stack)
 		kind := 0
 		switch {
-		case errors.Is(te, context.Canceled):
+		case errors.Is(r.Err, context.Canceled):
 			kind = 1
-		case errors.Is(te, context.DeadlineExceeded):
+		case errors.Is(r.Err, context.DeadlineExceeded):
 			kind = 2
 		}
 		return msgp.AppendInt(b, int64(kind))
