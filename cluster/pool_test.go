@@ -483,3 +483,46 @@ func TestPoolHostStopsOnCtxEnd(t *testing.T) {
 	defer cancel()
 	require.NoError(t, b.Join(jctx))
 }
+
+type callerArg struct {
+	URL, Pool, File string
+}
+
+// poolCaller is a caller in a process of its own, so that a test can kill
+// it: it maps long tasks and waits.
+var poolCaller = process.Register("cluster.test.poolCaller", func(ctx context.Context, a callerArg) error {
+	c, err := cluster.Connect(ctx, a.URL)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	p, err := cluster.OpenPool(ctx, c, a.Pool)
+	if err != nil {
+		return err
+	}
+	_, err = pool.Map(ctx, p, mark, marks(a.File, 20, 5000), pool.Chunksize(1))
+	return err
+})
+
+func TestPoolCallerDies(t *testing.T) {
+	s, _ := setup(t)
+	file := filepath.Join(t.TempDir(), "marks")
+	startHosts(t, s.URL(), "orphan", 1, 1)
+	caller := process.New(poolCaller, callerArg{URL: s.URL(), Pool: "orphan", File: file})
+	require.NoError(t, caller.Start())
+	t.Cleanup(func() { caller.Kill(); caller.Join(context.Background()) })
+	waitFor(t, func() bool { return len(readLines(t, file)) >= 1 })
+	require.NoError(t, caller.Kill())
+	// The host notices within about two seconds: the running task sees its
+	// ctx cancelled, and the queued ones are dropped, never run.
+	start := time.Now()
+	cancelled := func() bool {
+		return slices.ContainsFunc(readLines(t, file), func(l string) bool { return strings.HasPrefix(l, "cancelled") })
+	}
+	waitFor(t, cancelled)
+	assert.Less(t, time.Since(start), 4*time.Second+testbin.Slack)
+	time.Sleep(2 * time.Second)
+	lines := readLines(t, file)
+	require.Len(t, lines, 2, "%q", lines)
+	assert.Equal(t, strings.Replace(lines[0], "start", "cancelled", 1), lines[1])
+}
