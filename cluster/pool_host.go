@@ -114,8 +114,8 @@ type callerState struct {
 const (
 	maxPullWait = 5 * time.Second // a fetch waits at most this long for tasks
 	tick        = 25 * time.Millisecond
-	runAhead    = 2 * time.Millisecond  // work queued in the local pool beyond its workers
-	pullAhead   = 10 * time.Millisecond // work taken from the server beyond that
+	runAhead    = 10 * time.Millisecond // work queued in the local pool beyond its workers
+	pullAhead   = 20 * time.Millisecond // work taken from the server beyond that
 	maxAhead    = 512                   // chunks, either way
 )
 
