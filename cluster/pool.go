@@ -53,15 +53,16 @@ func OpenPool(ctx context.Context, c *Cluster, name string, opts ...Option) (*po
 		return nil, err
 	}
 	r := &poolRunner{
-		c:       c,
-		id:      newID(),
-		subj:    newPoolSubjects(name, buildID()),
-		ackWait: o.ackWait,
-		maxDel:  o.maxDeliver,
-		hosts:   map[string]seenHost{},
-		runs:    map[uint64]*chunkRun{},
-		hostUp:  make(chan struct{}, 1),
-		stop:    make(chan struct{}),
+		c:         c,
+		id:        newID(),
+		subj:      newPoolSubjects(name, buildID()),
+		ackWait:   o.ackWait,
+		maxDel:    o.maxDeliver,
+		hosts:     map[string]seenHost{},
+		runs:      map[uint64]*chunkRun{},
+		cancelled: map[uint64]bool{},
+		hostUp:    make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
 	if err := r.open(ctx); err != nil {
 		r.shutdown()
@@ -121,6 +122,7 @@ type poolRunner struct {
 	mu         sync.Mutex
 	hosts      map[string]seenHost
 	runs       map[uint64]*chunkRun // by chunk id
+	cancelled  map[uint64]bool      // chunks of calls cancelled while they ran
 	next       uint64               // last chunk id given
 	active     int                  // Run calls in progress
 	closing    bool
@@ -465,9 +467,12 @@ func (r *poolRunner) endRun(run *chunkRun) {
 // run.
 func (r *poolRunner) cancel(run *chunkRun) {
 	ids := make([]uint64, len(run.parts))
+	r.mu.Lock()
 	for i, p := range run.parts {
 		ids[i] = p.id
+		r.cancelled[p.id] = true
 	}
+	r.mu.Unlock()
 	r.c.nc.Publish(r.subj.control, appendControl(nil, ctlCancel, r.id, ids...))
 }
 
@@ -488,11 +493,11 @@ func (r *poolRunner) onResults(m *nats.Msg) {
 	}
 	r.mu.Lock()
 	run := r.runs[chunk]
-	ours := chunk <= r.next
+	ours := chunk <= r.next && !r.cancelled[chunk]
 	r.mu.Unlock()
 	if run == nil {
-		// A late result for a finished run: a duplicate. (A cancelled run's
-		// results are counted too: nobody waits for them either.)
+		// A late result for a finished run: a duplicate. (A cancelled
+		// run's are not duplicates: they are dropped.)
 		if ours {
 			for rr.more() {
 				if _, err := rr.next(); err != nil {

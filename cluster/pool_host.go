@@ -525,7 +525,10 @@ func (h *host) runChunk(ctx context.Context, hd *held) {
 		b := out
 		out = resultBatch{}
 		mu.Unlock()
-		if delivered && len(b.recs) > 0 {
+		h.mu.Lock()
+		dropped := hd.dropped
+		h.mu.Unlock()
+		if delivered && !dropped && len(b.recs) > 0 {
 			delivered = h.send(hd, b)
 		}
 	}

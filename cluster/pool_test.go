@@ -401,6 +401,8 @@ func TestPoolCallerCancel(t *testing.T) {
 	time.Sleep(time.Second)
 	lines := readLines(t, file)
 	assert.LessOrEqual(t, len(lines), 4, "%q", lines)
+	st, _ := cluster.Stats(p)
+	assert.Zero(t, st.Duplicates, "results of a cancelled call are not duplicates")
 	closePool(t, p)
 }
 
