@@ -43,6 +43,12 @@ var (
 		}
 		return x, nil
 	})
+	failOdd = pool.Register("cluster.test.failOdd", func(ctx context.Context, x int) (int, error) {
+		if x%2 == 1 {
+			return 0, fmt.Errorf("odd %d", x)
+		}
+		return x, nil
+	})
 	echoBytes = pool.Register("cluster.test.len", func(ctx context.Context, b []byte) (int, error) { return len(b), nil })
 	// mark appends "start I" to File, sleeps Ms (or until its ctx ends, then
 	// appends "cancelled I"), and returns I.
@@ -102,6 +108,7 @@ type hostArg struct {
 	Pool    string
 	Workers int
 	Build   string // another build id to claim, if set
+	Timeout time.Duration
 }
 
 // poolHost is a "host" of the tests: a process serving a pool with its own
@@ -115,7 +122,11 @@ var poolHost = process.Register("cluster.test.poolHost", func(ctx context.Contex
 		return err
 	}
 	defer c.Close()
-	return cluster.ServePool(ctx, c, a.Pool, pool.Workers(a.Workers))
+	opts := []pool.Option{pool.Workers(a.Workers)}
+	if a.Timeout > 0 {
+		opts = append(opts, pool.TaskTimeout(a.Timeout))
+	}
+	return cluster.ServePool(ctx, c, a.Pool, opts...)
 })
 
 // startHosts starts n host processes serving pool name. They are killed
@@ -223,9 +234,41 @@ func TestPoolAcrossHosts(t *testing.T) {
 		assert.Contains(t, ran, h.Pid(), "host %d ran nothing", h.Pid())
 	}
 
+	// Callbacks, and task errors with their text.
+	var okSum, errCount int
+	_, err = pool.Map(ctx, p, failOdd, ints(10), pool.Chunksize(1),
+		pool.OnResult(func(i, v int) { okSum += v }),
+		pool.OnError(func(i int, err error) { errCount++ }))
+	var te *pool.TaskError
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, 1, te.Index)
+	assert.Equal(t, "odd 1", te.Message)
+	for v, err := range pool.Imap(ctx, p, failOdd, []int{4, 5}) {
+		if v == 0 {
+			require.ErrorAs(t, err, &te)
+			assert.Equal(t, "pool: task 1: odd 5", err.Error())
+		}
+	}
+	assert.Positive(t, errCount)
+
 	st, _ = cluster.Stats(p)
 	assert.Zero(t, st.Duplicates)
 	assert.Zero(t, st.Lost)
+	closePool(t, p)
+}
+
+func TestPoolHostOptionsApply(t *testing.T) {
+	s, c := setup(t)
+	h := process.New(poolHost, hostArg{URL: s.URL(), Pool: "opts", Workers: 1, Timeout: 300 * time.Millisecond})
+	require.NoError(t, h.Start())
+	t.Cleanup(func() { h.Kill(); h.Join(context.Background()) })
+	p := openPool(t, c, "opts", 1)
+	ctx := testbin.Context(t)
+	_, err := pool.Apply(ctx, p, mark, markArg{File: filepath.Join(t.TempDir(), "m"), I: 1, Ms: 5000})
+	require.ErrorIs(t, err, pool.ErrTimeout, "the host's TaskTimeout applies")
+	v, err := pool.Apply(ctx, p, square, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 9, v)
 	closePool(t, p)
 }
 
