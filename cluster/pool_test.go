@@ -571,3 +571,19 @@ func TestPoolCallerDies(t *testing.T) {
 	require.Len(t, lines, 2, "%q", lines)
 	assert.Equal(t, strings.Replace(lines[0], "start", "cancelled", 1), lines[1])
 }
+
+func TestPoolBadInput(t *testing.T) {
+	_, c := setup(t)
+	ctx := testbin.Context(t)
+	_, err := cluster.OpenPool(ctx, c, "no spaces")
+	assert.ErrorContains(t, err, "pool name")
+	_, err = cluster.OpenPool(ctx, c, "x", cluster.MaxSize(3))
+	assert.ErrorIs(t, err, cluster.ErrInvalidOption)
+	assert.ErrorContains(t, cluster.ServePool(ctx, c, "a.b"), "pool name")
+	assert.ErrorIs(t, cluster.ServePool(ctx, c, "x", pool.Workers(0)), pool.ErrInvalidOption)
+	local, err := pool.New(pool.Workers(1))
+	require.NoError(t, err)
+	defer local.Terminate()
+	_, ok := cluster.Stats(local)
+	assert.False(t, ok, "Stats of a local pool")
+}
