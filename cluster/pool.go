@@ -316,7 +316,21 @@ func (r *poolRunner) beat() {
 				delete(r.hosts, id)
 			}
 		}
+		var runs []*chunkRun
+		if r.c.nc.IsClosed() {
+			// No result can arrive any more: fail the calls rather than
+			// let them wait.
+			for _, run := range r.runs {
+				runs = append(runs, run)
+			}
+		}
 		r.mu.Unlock()
+		for _, run := range runs {
+			select {
+			case run.fail <- fmt.Errorf("cluster: pool %s: %w", r.subj.name, nats.ErrConnectionClosed):
+			default:
+			}
+		}
 	}
 }
 
@@ -341,6 +355,9 @@ func (r *poolRunner) Run(ctx context.Context, c driver.Chunk, deliver func(drive
 	parts, tooBig, err := splitChunk(c, int(r.c.nc.MaxPayload())-payloadReserve)
 	if err != nil {
 		return err
+	}
+	if r.c.nc.IsClosed() {
+		return fmt.Errorf("cluster: pool %s: %w", r.subj.name, nats.ErrConnectionClosed)
 	}
 	r.mu.Lock()
 	switch {

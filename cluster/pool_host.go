@@ -92,7 +92,9 @@ type host struct {
 
 	wake chan struct{} // something changed for the fetch loop
 	stop chan struct{} // closed when the host is done: ends keepAlive
-	wg   sync.WaitGroup
+
+	cancelServe context.CancelFunc // ends serving: the connection closed
+	wg          sync.WaitGroup
 }
 
 // held is a task message this host holds: queued, running, or reporting.
@@ -120,6 +122,8 @@ const (
 )
 
 func (h *host) serve(ctx context.Context) error {
+	ctx, h.cancelServe = context.WithCancel(ctx)
+	defer h.cancelServe()
 	js := h.c.js
 	if _, err := ensurePoolStream(ctx, js, h.subj); err != nil {
 		return err
@@ -448,6 +452,10 @@ func (h *host) keepAlive() {
 		case now = <-t.C:
 		}
 		h.mu.Lock()
+		if h.fatal == nil && h.c.nc.IsClosed() {
+			h.fatal = fmt.Errorf("cluster: serve pool %s: %w", h.subj.name, nats.ErrConnectionClosed)
+			h.cancelServe()
+		}
 		h.rate = 0.75*h.rate + 0.25*float64(h.finished)/now.Sub(lastRate).Seconds()
 		h.finished, lastRate = 0, now
 		for hd := range h.held {

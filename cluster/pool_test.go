@@ -17,6 +17,7 @@ import (
 	"github.com/mpgo/multiprocessing/internal/testbin"
 	"github.com/mpgo/multiprocessing/pool"
 	"github.com/mpgo/multiprocessing/process"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -586,4 +587,39 @@ func TestPoolBadInput(t *testing.T) {
 	defer local.Terminate()
 	_, ok := cluster.Stats(local)
 	assert.False(t, ok, "Stats of a local pool")
+}
+
+func TestPoolConnectionClosed(t *testing.T) {
+	s, _ := setup(t)
+	c, err := cluster.Connect(testbin.Context(t), s.URL())
+	require.NoError(t, err)
+	startHosts(t, s.URL(), "closed", 1, 1)
+	p := openPool(t, c, "closed", 1)
+	ctx := testbin.Context(t)
+	ar := pool.ApplyAsync(p, mark, markArg{File: filepath.Join(t.TempDir(), "m"), I: 1, Ms: 10000})
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, c.Close())
+	// The call fails instead of waiting for a result that cannot come.
+	wctx, cancel := context.WithTimeout(ctx, time.Second+testbin.Slack)
+	defer cancel()
+	_, err = ar.Get(wctx)
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
+	_, err = pool.Apply(ctx, p, square, 2)
+	require.Error(t, err)
+}
+
+func TestServePoolConnectionClosed(t *testing.T) {
+	s, _ := setup(t)
+	c, err := cluster.Connect(testbin.Context(t), s.URL())
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- cluster.ServePool(testbin.Context(t), c, "gone", pool.Workers(1)) }()
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, c.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, nats.ErrConnectionClosed)
+	case <-time.After(3*time.Second + testbin.Slack):
+		t.Fatal("ServePool did not return after its connection closed")
+	}
 }
