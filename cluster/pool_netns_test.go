@@ -106,8 +106,8 @@ func newNetns(t *testing.T) *netns {
 	return n
 }
 
-// selfSigned returns a TLS certificate for ip and its PEM.
-func selfSigned(t *testing.T, ip net.IP) (tls.Certificate, []byte) {
+// vethCert returns a TLS certificate for ip and its PEM.
+func vethCert(t *testing.T, ip net.IP) (tls.Certificate, []byte) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{
@@ -131,7 +131,7 @@ func selfSigned(t *testing.T, ip net.IP) (tls.Certificate, []byte) {
 // arrives and is dropped as a duplicate.
 func TestPoolHostCutOffAndHealed(t *testing.T) {
 	n := newNetns(t)
-	cert, caPEM := selfSigned(t, n.outerIP)
+	cert, caPEM := vethCert(t, n.outerIP)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
 	srv, err := cluster.Start(testbin.Context(t), cluster.Listen(net.JoinHostPort(n.outerIP.String(), "0")),
