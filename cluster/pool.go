@@ -341,6 +341,17 @@ func (r *poolRunner) Workers() int {
 	return max(w, 1)
 }
 
+// InFlight is how many chunks the pool may keep in Run at once, for a pool
+// package that asks (an optional driver interface): far more than four
+// per worker, since a chunk spends most of its time in transit and the
+// hosts take only what their workers can start; the rest waits in the
+// stream.
+func (r *poolRunner) InFlight() int { return max(maxInFlight, 4*r.Workers()) }
+
+// maxInFlight keeps a stream of ApplyAsync calls from being held to a few
+// network round trips at a time.
+const maxInFlight = 256
+
 // Run sends the chunk to the hosts and delivers its results as they come.
 func (r *poolRunner) Run(ctx context.Context, c driver.Chunk, deliver func(driver.Result) bool) error {
 	if err := ctx.Err(); err != nil {
