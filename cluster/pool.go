@@ -31,7 +31,9 @@ import (
 // OpenPool returns once a host serves name with this build. If none does
 // before ctx ends, the error matches ErrNoWorkers and says what was seen:
 // no host at all, or only hosts of another build (which never run this
-// build's tasks).
+// build's tasks). Later, while no host is up, tasks wait in the stream for
+// one: bound such waits with the call's ctx. If the connection closes, the
+// calls in progress fail with an error matching nats.ErrConnectionClosed.
 //
 // Delivery across hosts: a task's error, or the death of its worker process
 // on a live host (*pool.WorkerDiedError), fails that task at once, as
