@@ -71,6 +71,13 @@ var rows = []row{
 	{"", "./sharedmem", "ValueAddFloat", "adds/s", "adds/s", 1, true, "shared Value[float64] Add, uncontended", ""},
 	{"sharedmem_handoff", "./sharedmem", "HandOffShared", "MB/s", "MB/s", 1, true, "64 MiB of float64 to 2 workers to sum, through a shared Array (Python: RawArray)", ""},
 	{"queue_handoff", "./sharedmem", "HandOffQueue", "MB/s", "MB/s", 1, true, "the same 64 MiB through a Queue, 1 MiB items", ""},
+	{"", "./cluster", "ClusterStart", "ms/start", "ms", 1, false, "cluster: embedded NATS server Start + Connect", ""},
+	{"", "./cluster", "ClusterRoundTrip", "p50-us", "µs", 1, false, "cluster Queue Put→Get round trip, p50 (local queue: the ping-pong row)", ""},
+	{"", "./cluster", "ClusterThroughput1to1", "items/s", "items/s", 1, true, "cluster Queue, 1 producer process → 1 consumer", ""},
+	{"", "./cluster", "ClusterDictAdd", "ops/s", "ops/s", 1, true, "cluster Dict.Add, one client", ""},
+	{"dask_map_trivial", "./cluster", "ClusterPoolMap", "tasks/s", "tasks/s", 1, true, "cluster pool Map, trivial task, 200k ints, 2 hosts × 1 worker (Dask: client.map, 2 workers)", ""},
+	{"dask_submit_trivial", "./cluster", "ClusterPoolApplyAsync", "tasks/s", "tasks/s", 1, true, "cluster pool ApplyAsync ×20k, then Get all (Dask: submit ×2000, gather)", ""},
+	{"dask_task_roundtrip", "./cluster", "ClusterPoolApply", "p50-ms", "ms", 1, false, "cluster pool Apply round trip, p50 (Dask: submit, result)", ""},
 }
 
 func main() {
@@ -92,6 +99,9 @@ func main() {
 	pyRes := map[string]float64{}
 	if !*skipPython {
 		pyRes = runPython(root, selected)
+		for k, v := range runDask(root, selected) {
+			pyRes[k] = v
+		}
 	}
 
 	fmt.Printf("\n%s, %d CPUs, %s\n\n", runtime.Version(), runtime.NumCPU(), cpuModel())
@@ -274,7 +284,7 @@ func runPython(root string, rs []row) map[string]float64 {
 	}
 	funcs := map[string]bool{}
 	for _, r := range rs {
-		if r.name != "" {
+		if r.name != "" && !strings.HasPrefix(r.name, "dask_") {
 			funcs[pyFunc(r.name)] = true
 		}
 	}
@@ -299,6 +309,45 @@ func runPython(root string, rs []row) map[string]float64 {
 				if v, err := strconv.ParseFloat(f[1], 64); err == nil {
 					out[f[0]] = v
 				}
+			}
+		}
+	}
+	return out
+}
+
+// runDask runs dask_bench.py, with the system python3 (Debian's
+// python3-distributed), when a selected row compares with Dask. Its rows
+// are named dask_*; their values go in the "Python spawn" column.
+func runDask(root string, rs []row) map[string]float64 {
+	out := map[string]float64{}
+	want := false
+	for _, r := range rs {
+		want = want || strings.HasPrefix(r.name, "dask_")
+	}
+	if !want {
+		return out
+	}
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import distributed").Run(); err != nil {
+		log.Print("no dask.distributed for /usr/bin/python3 (apt-get install python3-distributed): no Dask rows")
+		return out
+	}
+	cmd := exec.Command(py, filepath.Join(root, "bench", "dask_bench.py"), "2000")
+	log.Print("/usr/bin/python3 bench/dask_bench.py 2000 (about a minute)")
+	b, err := cmd.Output()
+	os.Stderr.Write(b)
+	if err != nil {
+		log.Printf("dask: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) == 3 {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				if f[2] == "us" {
+					v /= 1000 // the rows are in ms
+				}
+				out[f[0]+"/spawn"] = v
 			}
 		}
 	}
