@@ -329,3 +329,52 @@ func TestRunnerBadChunks(t *testing.T) {
 		assert.Equal(t, x*x, v)
 	}
 }
+
+// pipeliner is a relay that asks to keep up to inFlight chunks in Run, and
+// measures how many it had at once.
+type pipeliner struct {
+	relay
+	inFlight     int
+	now, maxSeen atomic.Int64
+}
+
+func (r *pipeliner) InFlight() int { return r.inFlight }
+
+func (r *pipeliner) Run(ctx context.Context, c driver.Chunk, deliver func(driver.Result) bool) error {
+	n := r.now.Add(1)
+	defer r.now.Add(-1)
+	for m := r.maxSeen.Load(); n > m && !r.maxSeen.CompareAndSwap(m, n); m = r.maxSeen.Load() {
+	}
+	time.Sleep(20 * time.Millisecond) // in transit
+	return r.relay.Run(ctx, c, deliver)
+}
+
+func TestOpenPipeliner(t *testing.T) {
+	for _, inFlight := range []int{0, 40} {
+		local, err := pool.New(pool.Workers(1))
+		require.NoError(t, err)
+		var r driver.Runner = &relay{to: local.Runner()}
+		pl := &pipeliner{relay: relay{to: local.Runner()}, inFlight: inFlight}
+		if inFlight > 0 {
+			r = pl
+		}
+		p, err := pool.Open(r)
+		require.NoError(t, err)
+		ars := make([]*pool.AsyncResult[int], 100)
+		for i := range ars {
+			ars[i] = pool.ApplyAsync(p, square, i)
+		}
+		for i, ar := range ars {
+			v, err := ar.Get(testbin.Context(t))
+			require.NoError(t, err)
+			require.Equal(t, i*i, v)
+		}
+		p.Close()
+		require.NoError(t, p.Join(testbin.Context(t)))
+		require.NoError(t, local.Join(testbin.Context(t)))
+		if inFlight > 0 {
+			assert.Greater(t, pl.maxSeen.Load(), int64(4), "more than four chunks per worker in Run")
+			assert.LessOrEqual(t, pl.maxSeen.Load(), int64(inFlight))
+		}
+	}
+}

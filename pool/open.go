@@ -39,7 +39,7 @@ func Open(r driver.Runner) (*Pool, error) {
 		drv:     &backend{r: r, ctx: ctx, cancel: cancel},
 	}
 	p.o.workers = 1
-	p.drv.limit = 4 * p.workers()
+	p.drv.limit = p.inFlight()
 	p.encoded = sync.NewCond(&p.mu)
 	return p, nil
 }
@@ -65,6 +65,15 @@ type chunkRun struct {
 	mu    sync.Mutex
 	got   []uint64
 	ended bool
+}
+
+// inFlight is how many chunks a pool from Open keeps in its backend's Run:
+// what a driver.Pipeliner asks, else four per worker.
+func (p *Pool) inFlight() int {
+	if pl, ok := p.drv.r.(driver.Pipeliner); ok {
+		return max(1, pl.InFlight())
+	}
+	return 4 * p.workers()
 }
 
 // pumpLocked hands queued chunks to the backend, up to its limit.
@@ -137,7 +146,7 @@ func (p *Pool) runChunk(ctx context.Context, cr *chunkRun) {
 		cr.finish(p.drv.r.Run(ctx, c, cr.deliver))
 	}
 
-	limit := 4 * p.workers() // outside p.mu: the backend's call
+	limit := p.inFlight() // outside p.mu: the backend's call
 	p.mu.Lock()
 	p.drv.limit = limit
 	p.drv.running--

@@ -58,3 +58,14 @@ type Runner interface {
 	// pool fails what was not delivered). Idempotent.
 	Terminate() error
 }
+
+// A Pipeliner is a Runner whose chunks spend much of their time in transit
+// (a backend across a network): the pool keeps up to InFlight() chunks in
+// Run at once, instead of four per worker, so that a stream of small
+// calls (ApplyAsync) is not held to four round trips per worker.
+// Implementing it is optional.
+type Pipeliner interface {
+	Runner
+	// InFlight is how many chunks the pool may keep in Run at once (>= 1).
+	InFlight() int
+}
