@@ -62,6 +62,39 @@
 // server later: with Joinable, an item can be processed twice, so make the
 // processing idempotent.
 //
+// # Pools across hosts
+//
+// [OpenPool] returns a *pool.Pool whose tasks run on the hosts that serve
+// the pool with [ServePool]; every call of package pool works on it. A
+// host is a process of the same build of the program (tasks resolve by
+// their registered name; a host of another build never receives this
+// build's tasks) that runs a local pool fed from a JetStream work queue,
+// one message per chunk of a call. A host takes only what its workers can
+// start within a few milliseconds, and tells the server every AckWait/4
+// that it still works on what it holds.
+//
+// Delivery differs from the local pool in one way: a task runs at least
+// once. A task's error, or the death of its worker on a live host
+// (*pool.WorkerDiedError), fails that task at once, as locally. A host that
+// dies or is cut off has its unfinished tasks delivered again to other
+// hosts after AckWait; if it was only stopped or cut off, it may finish
+// them too, and the caller keeps the first result per index and drops the
+// rest ([Stats] counts them). A task delivered MaxDeliver times without a
+// result fails with an error matching [ErrLost]. Cancelling a call, or the
+// caller's death, drops its tasks not yet started and cancels the ctx of
+// the running ones; [pool.Pool.Terminate] fails them with
+// pool.ErrTerminated.
+//
+//	event                local pool.New              across hosts (OpenPool)
+//	task error, panic    *pool.TaskError             the same
+//	worker dies          *pool.WorkerDiedError,      the same, on a live host
+//	                     at once
+//	host dies, cut off   -                           redelivered after AckWait; the
+//	                                                 first result per index is kept
+//	long task            runs once                   runs once (heartbeats)
+//	a task runs          at most once                at least once; ErrLost after
+//	                                                 MaxDeliver deliveries
+//
 // # Security
 //
 // [Start] on an address other than loopback requires [TLS] (ErrInsecure

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// everything carries each type in the shapes DESIGN.md promises: a struct
+// everything carries each type in the shapes a handle must travel in: a struct
 // field, a slice element, an interface-typed field; Same is Field again and
 // Cond is built on Field, so the child must see one lock in all three.
 type everything struct {
