@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package cluster provides the toolkit across hosts, on NATS JetStream: an
 // embedded NATS server ([Start]), a connection to it or to a real NATS
 // cluster ([Connect]), queues with the method set of package queue
@@ -135,4 +137,7 @@
 //     counted as not done.
 //   - A bounded Joinable counts the items taken and not yet done: they are
 //     still on the server.
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package cluster

@@ -1,3 +1,5 @@
+//go:build linux
+
 package cluster
 
 // SetBuildID makes this process claim another build of the program, so that

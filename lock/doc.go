@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package lock provides synchronization primitives shared by processes:
 // [Lock], [RLock], [Semaphore], [BoundedSemaphore], [Event], [Condition]
 // and [Barrier], with the names and semantics of Python's multiprocessing,
@@ -104,4 +106,7 @@
 //     no goroutine can still touch it, so that a use racing with Close
 //     reads stale memory instead of faulting. Its descriptor, and with it
 //     the process's liveness lock, goes at Close.
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package lock

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lock
 
 // MaxCheck is the longest a waiter sleeps before it checks whether the

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package manager provides shared objects held by a server process and
 // used through proxies from any number of processes, on this machine or
 // over TCP: the analogue of Python's multiprocessing.managers
@@ -172,4 +174,7 @@
 //     a time.
 //   - A nested proxy to another manager's object keeps that object alive
 //     only until the value is first read.
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package manager

@@ -1,3 +1,5 @@
+//go:build linux
+
 package manager
 
 // How proxy methods encode their arguments and decode their results (the

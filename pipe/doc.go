@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package pipe provides message connections between processes: the analogue
 // of Python's multiprocessing.Pipe and multiprocessing.connection.
 //
@@ -85,4 +87,7 @@
 //     [MaxPendingHandshakes] at once (the oldest dropped first when more
 //     arrive) and each for at most [HandshakeTimeout], so a silent peer
 //     delays nobody. Accept's ctx bounds only its own wait.
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package pipe

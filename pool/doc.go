@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package pool provides a fixed-size pool of worker processes, the
 // analogue of Python's multiprocessing.Pool, that never hangs when a worker
 // dies.
@@ -121,4 +123,7 @@
 // queued work. Callbacks ([OnResult], [OnError],
 // [Progress]) run on the goroutine reading a worker's results: they must not
 // block.
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package pool

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package process runs Go functions in child processes, the analogue of
 // Python's multiprocessing.Process.
 //
@@ -91,4 +93,7 @@
 //   - The function runs on a goroutine of its own; runtime.Goexit in it
 //     ends the child with an error. Goroutines it leaves running end with
 //     the process, as at the end of main.
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package process

@@ -1,3 +1,5 @@
+//go:build linux
+
 package queue_test
 
 // The behaviour CPython's own queue tests check (Lib/test/_test_multiprocessing.py,

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package queue provides first-in first-out queues shared by processes:
 // [Queue], [Joinable] and [Simple], Python's multiprocessing Queue,
 // JoinableQueue and SimpleQueue, without their failure modes: a process
@@ -148,4 +150,7 @@
 //     the 64 KiB default stays: correct, slower). Up to 1024 processes can
 //     use one queue.
 //   - Linux only (packet-mode pipes, memfd, OFD locks).
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package queue

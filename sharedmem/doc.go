@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package sharedmem provides memory that several processes map at once, for
 // data too big to copy through a pipe or a queue: Python's
 // multiprocessing.shared_memory ([Memory]) and sharedctypes ([Array],
@@ -108,4 +110,7 @@
 //     pass.
 //   - The race detector sees no shared memory: ordering that goes through
 //     a Value or a Slice is invisible to it.
+//
+// Like the whole module, this package runs on Linux only; on another system
+// its build stops on the identifier multiprocessing_requires_Linux.
 package sharedmem

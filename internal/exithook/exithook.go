@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package exithook runs clean-up work when a worker's function has returned,
 // before the worker process exits (and in a main process's
 // process.Shutdown): queues flush what they buffered, the worker's own

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package msgp holds the raw msgpack primitives the module's fast paths
 // share: scanning a value's extent without decoding it, and appending and
 // reading scalars and headers.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package msgp
 
 // A Visitor is told about the parts of a value [Walk] steps over that its

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package qframe holds the packet formats of the queue package: what one
 // atomic pipe write carries, and how a large item is cut into chunks and put
 // back together.

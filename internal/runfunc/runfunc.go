@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package runfunc lets the module's packages run a function registered with
 // process.Register inside the current process. The pool package needs it to
 // run a worker's Initializer (a process.Func) in the worker itself, where

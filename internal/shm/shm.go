@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package shm provides shared memory segments that travel to child
 // processes, and futex wait/wake on words inside them.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 package testbin
 
 // Slack is what a test adds to a timing upper bound for scheduling delays:

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package testbin holds test helpers: it builds the example programs for
 // their end-to-end tests, and checks that no child process or goroutine
 // outlives a package's tests.

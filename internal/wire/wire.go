@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package wire is the one msgpack codec of the module: values cross process
 // boundaries through it, and objects that own OS resources (handles) travel
 // with their file descriptors beside the encoded bytes.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package driver is the interface a pool backend implements ([pool.Open]),
 // and what a local pool offers to a backend that feeds it work from
 // elsewhere ([pool.Pool.Runner]). Users of package pool never need it: it
