@@ -254,16 +254,22 @@ func runCLimits(root string) map[string]cLimit {
 	if err != nil {
 		log.Printf("c_limits: %v", err)
 	}
+	results(b, func(name string, v float64, unit string) { out[name] = cLimit{v, unit} })
+	return out
+}
+
+// results calls f for each "name<TAB>value<TAB>unit" line of b: what
+// c_limits.c, python_bench.py and dask_bench.py print.
+func results(b []byte, f func(name string, v float64, unit string)) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		f := strings.Split(sc.Text(), "\t")
-		if len(f) == 3 {
-			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-				out[f[0]] = cLimit{v, f[2]}
+		fs := strings.Split(sc.Text(), "\t")
+		if len(fs) == 3 {
+			if v, err := strconv.ParseFloat(fs[1], 64); err == nil {
+				f(fs[0], v, fs[2])
 			}
 		}
 	}
-	return out
 }
 
 // unitScale converts a c_limits.c unit into a table row's unit.
@@ -302,15 +308,7 @@ func runPython(root string, rs []row) map[string]float64 {
 		if err != nil {
 			log.Printf("python %s: %v", f, err)
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			f := strings.Split(sc.Text(), "\t")
-			if len(f) == 3 {
-				if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-					out[f[0]] = v
-				}
-			}
-		}
+		results(b, func(name string, v float64, _ string) { out[name] = v })
 	}
 	return out
 }
@@ -339,18 +337,12 @@ func runDask(root string, rs []row) map[string]float64 {
 	if err != nil {
 		log.Printf("dask: %v", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), "\t")
-		if len(f) == 3 {
-			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-				if f[2] == "us" {
-					v /= 1000 // the rows are in ms
-				}
-				out[f[0]+"/spawn"] = v
-			}
+	results(b, func(name string, v float64, unit string) {
+		if unit == "us" {
+			v /= 1000 // the rows are in ms
 		}
-	}
+		out[name+"/spawn"] = v
+	})
 	return out
 }
 
