@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/poolbench"
 	"github.com/mpgo/multiprocessing/pool"
 )
 
@@ -27,39 +28,14 @@ func benchPool(b *testing.B, name string) *pool.Pool {
 // a trivial task over 200,000 ints, 2 hosts × 1 worker, embedded server.
 func BenchmarkClusterPoolMap(b *testing.B) {
 	p := benchPool(b, "benchmap")
-	args := ints(200_000)
-	ctx := context.Background()
-	b.ResetTimer()
-	start := time.Now()
-	for b.Loop() {
-		res, err := pool.Map(ctx, p, ident, args)
-		if err != nil || len(res) != len(args) || res[len(res)-1] != len(args)-1 {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*len(args))/time.Since(start).Seconds(), "tasks/s")
+	poolbench.Map(b, p, ident, 200_000)
 }
 
 // BenchmarkClusterPoolApplyAsync is the pool_apply_async_trivial row across
 // hosts: 20,000 ApplyAsync calls, then Get on each.
 func BenchmarkClusterPoolApplyAsync(b *testing.B) {
 	p := benchPool(b, "benchasync")
-	ctx := context.Background()
-	const n = 20_000
-	ars := make([]*pool.AsyncResult[int], n)
-	b.ResetTimer()
-	start := time.Now()
-	for b.Loop() {
-		for i := range ars {
-			ars[i] = pool.ApplyAsync(p, ident, i)
-		}
-		for i, ar := range ars {
-			if r, err := ar.Get(ctx); err != nil || r != i {
-				b.Fatal(r, err)
-			}
-		}
-	}
-	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "tasks/s")
+	poolbench.ApplyAsync(b, p, ident, 20_000)
 }
 
 // BenchmarkClusterPoolApply is one Apply round trip across hosts: caller ->

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/poolbench"
 	"github.com/mpgo/multiprocessing/pool"
 )
 
@@ -21,17 +22,7 @@ func BenchmarkMapTrivial(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { p.Close(); p.Join(context.Background()) }()
-	args := ints(200_000)
-	ctx := context.Background()
-	b.ResetTimer()
-	start := time.Now()
-	for b.Loop() {
-		res, err := pool.Map(ctx, p, ident, args)
-		if err != nil || len(res) != len(args) || res[len(res)-1] != len(args)-1 {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*len(args))/time.Since(start).Seconds(), "tasks/s")
+	poolbench.Map(b, p, ident, 200_000)
 }
 
 // BenchmarkApplyAsync is Python's pool_apply_async_trivial row: 20,000
@@ -42,22 +33,7 @@ func BenchmarkApplyAsync(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { p.Close(); p.Join(context.Background()) }()
-	ctx := context.Background()
-	const n = 20_000
-	ars := make([]*pool.AsyncResult[int], n)
-	b.ResetTimer()
-	start := time.Now()
-	for b.Loop() {
-		for i := range ars {
-			ars[i] = pool.ApplyAsync(p, ident, i)
-		}
-		for i, ar := range ars {
-			if r, err := ar.Get(ctx); err != nil || r != i {
-				b.Fatal(r, err)
-			}
-		}
-	}
-	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "tasks/s")
+	poolbench.ApplyAsync(b, p, ident, 20_000)
 }
 
 // BenchmarkStartup is Python's pool_startup row: Pool(2), close, join.

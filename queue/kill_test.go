@@ -64,6 +64,7 @@ type killConsArg struct {
 	// pipe, so a killed checker has no reports buffered.
 	Results *queue.Simple[int]
 	Size    int
+	Storm   bool // items of every size, as stormSize gives them
 }
 
 // checker takes items until ID -1, checks each, and reports its ID (or
@@ -77,8 +78,11 @@ var checker = process.Register("queue.checker", func(ctx context.Context, a kill
 		if it.ID == -1 {
 			return nil
 		}
-		r := it.ID
-		if !it.valid(a.Size) {
+		r, size := it.ID, a.Size
+		if a.Storm {
+			size = stormSize(it.ID)
+		}
+		if !it.valid(size) {
 			r = -2 - it.ID
 		}
 		if err := a.Results.Put(ctx, r); err != nil {

@@ -48,32 +48,6 @@ var stormProducer = process.Register("queue.stormproducer", func(ctx context.Con
 	return nil
 })
 
-type stormConsArg struct {
-	Q       *queue.Queue[kitem]
-	Results *queue.Simple[int]
-}
-
-// stormConsumer reports each item's ID, or -2-ID when it is not whole and
-// correct, until it takes ID -1.
-var stormConsumer = process.Register("queue.stormconsumer", func(ctx context.Context, a stormConsArg) error {
-	for {
-		it, err := a.Q.Get(ctx)
-		if err != nil {
-			return err
-		}
-		if it.ID == -1 {
-			return nil
-		}
-		r := it.ID
-		if !it.valid(stormSize(it.ID)) {
-			r = -2 - it.ID
-		}
-		if err := a.Results.Put(ctx, r); err != nil {
-			return err
-		}
-	}
-})
-
 // collect reads ints from s until -1, into a count per value.
 func collect(ctx context.Context, s *queue.Simple[int]) <-chan map[int]int {
 	out := make(chan map[int]int, 1)
@@ -123,7 +97,7 @@ func TestKillStormLossIsBounded(t *testing.T) {
 		return process.New(stormProducer, stormProdArg{Q: q, Acks: acks, Base: base, Until: until.UnixNano()})
 	}
 	newConsumer := func() *process.Process {
-		return process.New(stormConsumer, stormConsArg{Q: q, Results: results})
+		return process.New(checker, killConsArg{Q: q, Results: results, Storm: true})
 	}
 	const P, C = 4, 4
 	procs := make([]*process.Process, P+C)
