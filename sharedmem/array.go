@@ -86,8 +86,14 @@ func (a *Array[T]) Close() error {
 	if a.m == nil {
 		return nil // the zero Array: nothing to close
 	}
-	err := a.m.Close()
-	if lerr := a.lk.Close(); err == nil {
+	return closeWithLock(a.m, a.lk)
+}
+
+// closeWithLock closes an Array's or a Value's block and then its lock,
+// and returns the first error.
+func closeWithLock(m *Memory, lk *lock.Lock) error {
+	err := m.Close()
+	if lerr := lk.Close(); err == nil {
 		err = lerr
 	}
 	return err

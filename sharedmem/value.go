@@ -125,11 +125,7 @@ func (v *Value[T]) Close() error {
 	if v.m == nil {
 		return nil // the zero Value: nothing to close
 	}
-	err := v.m.Close()
-	if lerr := v.lk.Close(); err == nil {
-		err = lerr
-	}
-	return err
+	return closeWithLock(v.m, v.lk)
 }
 
 // The word of a Value holds a T at its start: a 64-bit word for 8-byte
