@@ -163,10 +163,10 @@ func parentGone() {
 		select {
 		case <-early.booted:
 			if !child.daemon {
-				// The parent may also have been killed: "ended" is true of
-				// both, and the advice is for the common case.
-				fmt.Fprintf(os.Stderr, "multiprocessing: process %s (pid %d) killed: its parent (pid %d) ended without joining it. "+
-					"Call process.Shutdown(ctx) before main returns (defer it right after process.Init()), "+
+				// The worker cannot tell an exit from a kill: the line says
+				// both, and gives the advice for the case a program can fix.
+				fmt.Fprintf(os.Stderr, "multiprocessing: process %s (pid %d) killed: its parent (pid %d) ended without joining it (it exited or was killed). "+
+					"If it returned from main, call process.Shutdown(ctx) before main returns (defer it right after process.Init()), "+
 					"or start the process with process.WithDaemon() if it may be killed at exit.\n",
 					child.name, os.Getpid(), child.parentPid)
 			}

@@ -37,6 +37,7 @@ import (
 	"github.com/mpgo/multiprocessing/cluster"
 	"github.com/mpgo/multiprocessing/pool"
 	"github.com/mpgo/multiprocessing/process"
+	"golang.org/x/sys/unix"
 )
 
 // poolName is the pool the hosts serve and the caller opens.
@@ -222,12 +223,13 @@ func count(ctx context.Context, c *cluster.Cluster, cfg config, hosts []*process
 	for i := range ranges {
 		ranges[i] = Range{cfg.n * i / cfg.ranges, cfg.n * (i + 1) / cfg.ranges}
 	}
+	show := progress(os.Stderr)
 	var once sync.Once
 	var killedAt int
 	start := time.Now()
 	counts, err := pool.Map(ctx, p, countPrimes, ranges, pool.Chunksize(1),
 		pool.Progress(func(done, total int) {
-			fmt.Fprintf(os.Stderr, "\rcounting: %d/%d ranges", done, total)
+			show(done, total)
 			if len(hosts) > 0 && done >= total/3 {
 				once.Do(func() {
 					hosts[0].Kill()
@@ -235,7 +237,6 @@ func count(ctx context.Context, c *cluster.Cluster, cfg config, hosts []*process
 				})
 			}
 		}))
-	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -258,4 +259,25 @@ func count(ctx context.Context, c *cluster.Cluster, cfg config, hosts []*process
 		total, cfg.n, len(ranges), elapsed.Round(time.Millisecond), st.Duplicates)
 	p.Close()
 	return p.Join(ctx)
+}
+
+// progress returns a function that shows how far the map is on f: one
+// line rewritten in place ("\r") on a terminal, else a line at every tenth
+// of the work, so that a log file holds no "\r".
+func progress(f *os.File) func(done, total int) {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	tty := err == nil
+	shown := 0
+	return func(done, total int) {
+		switch {
+		case tty:
+			fmt.Fprintf(f, "\rcounting: %d/%d ranges", done, total)
+			if done == total {
+				fmt.Fprintln(f)
+			}
+		case done == total || (done-shown)*10 >= total:
+			shown = done
+			fmt.Fprintf(f, "counting: %d/%d ranges\n", done, total)
+		}
+	}
 }
