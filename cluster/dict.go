@@ -19,6 +19,10 @@ import (
 // dictBucketPrefix names the key-value bucket behind dict NAME: MPD_NAME.
 const dictBucketPrefix = "MPD_"
 
+// dictHistory is how many revisions of a key the bucket keeps: a watcher
+// that falls this many changes of one key behind misses the older ones.
+const dictHistory = 64
+
 // Dict is a map kept by the NATS server in a key-value bucket, shared by
 // every process, on every host, that opens it by name. It has the method
 // set of manager.Dict; Add, CompareAndSwap, SetDefault and Pop are atomic
@@ -51,8 +55,12 @@ func OpenDict[K comparable, V any](ctx context.Context, c *Cluster, name string)
 		return nil, fmt.Errorf("cluster: dict name: %w", err)
 	}
 	kv, err := c.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  dictBucketPrefix + name,
-		History: 1,
+		Bucket: dictBucketPrefix + name,
+		// Watch yields every change: a watcher whose consumer is re-made
+		// (the client does so after a gap or a lost heartbeat) resumes at
+		// the next revision it has not seen, and finds it only if the
+		// bucket still holds it. 64 is the most the server keeps per key.
+		History: dictHistory,
 		Storage: jetstream.FileStorage,
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) {

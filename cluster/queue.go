@@ -829,15 +829,28 @@ func (w *wq) consumerInfo() (*jetstream.ConsumerInfo, error) {
 	return w.cons.Info(ctx)
 }
 
+// length counts the stream's messages, which the server updates as it
+// stores them (a consumer's NumPending is brought up to date later: right
+// after a Flush of 100 items it read 51 now and then). Items a plain
+// Queue's handle took ahead of Get are still in the queue; a Joinable's
+// items taken and not yet done are not, as locally.
 func (w *wq) length() int {
 	if w.isClosed() {
 		return 0
 	}
-	ci, err := w.consumerInfo()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultConnectTimeout)
+	defer cancel()
+	si, err := w.stream.Info(ctx)
 	if err != nil {
 		return 0
 	}
-	return int(ci.NumPending)
+	n := int(si.State.Msgs)
+	if w.joinable {
+		if ci, err := w.consumerInfo(); err == nil {
+			n -= ci.NumAckPending
+		}
+	}
+	return max(n, 0)
 }
 
 func (w *wq) full() bool {
