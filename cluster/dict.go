@@ -484,7 +484,9 @@ func (d *Dict[K, V]) Close() error { return nil }
 // any process, in the order the server applied them, deletes included,
 // until ctx ends or the caller stops iterating. An error (the connection
 // lost, a value that does not decode) is yielded once and ends the
-// sequence.
+// sequence. The server keeps the last 64 revisions of each key: a watcher
+// that falls more than 64 changes of one key behind (a consumer that does
+// not range for a long while) misses the older ones.
 func (d *Dict[K, V]) Watch(ctx context.Context) iter.Seq2[Change[K, V], error] {
 	ctx, cancel := context.WithCancel(ctx)
 	w, werr := d.kv.WatchAll(ctx, jetstream.UpdatesOnly())
