@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -111,8 +112,13 @@ func TestNoInheritedDescriptors(t *testing.T) {
 
 // Register called after Init (inside main, say) cannot work: the child runs
 // Init, and so its function, before main gets that far. Start says so.
+// lateRuns makes each run's late name unique: a name registered twice
+// panics, and go test -count=N runs the test N times in one process.
+var lateRuns atomic.Int64
+
 func TestRegisterAfterInit(t *testing.T) {
-	late := process.Register("test.late", func(ctx context.Context, _ struct{}) error { return nil })
+	name := fmt.Sprintf("test.late.%d", lateRuns.Add(1))
+	late := process.Register(name, func(ctx context.Context, _ struct{}) error { return nil })
 	p := process.New(late, struct{}{})
 	err := p.Start()
 	require.Error(t, err)
