@@ -4,7 +4,9 @@
 // embedded NATS server ([Start]), a connection to it or to a real NATS
 // cluster ([Connect]), queues with the method set of package queue
 // ([OpenQueue], [OpenJoinable]) and shared dicts with the method set of
-// manager.Dict ([OpenDict]), plus [Dict.Watch].
+// manager.Dict ([OpenDict]), plus [Dict.Watch], and a pool whose workers
+// run on many hosts: [OpenPool] returns a *pool.Pool on which every call
+// of package pool works, fed by the hosts that run [ServePool].
 //
 // It is a module of its own (github.com/mpgo/multiprocessing/cluster), so
 // that programs that stay on one machine do not pull in the NATS server

@@ -19,7 +19,8 @@
 // # What the pool does for the backend
 //
 // The pool keeps at most four chunks per worker ([Runner.Workers]) in Run
-// at once, and queues the rest in call order. It accounts each item once:
+// at once, or [Pipeliner.InFlight] chunks for a backend whose chunks spend
+// their time in transit, and queues the rest in call order. It accounts each item once:
 // deliver returns false for an index it already has (a duplicate, say from
 // a retry on another host), and ignores an index outside the chunk. Items
 // Run returns without delivering fail with Run's error (or, if Run
