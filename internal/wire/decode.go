@@ -141,17 +141,29 @@ func readInt(d *msgpack.Decoder, c byte) (i int64, u uint64, big bool, err error
 	return i, uint64(i), false, err
 }
 
-func decodeIntValue(d *msgpack.Decoder, v reflect.Value) error {
-	c, err := d.PeekCode()
+// peekNumber looks at the next value for a number of v's type. A nil sets v
+// to zero and is consumed, a value of another kind (a float too, unless
+// floats are allowed) is an error naming both; in these cases done is true
+// and err is the outcome. Otherwise it returns the value's code, unread.
+func peekNumber(d *msgpack.Decoder, v reflect.Value, floats bool) (c byte, done bool, err error) {
+	c, err = d.PeekCode()
 	if err != nil {
-		return err
+		return c, true, err
 	}
 	if c == msgpcode.Nil {
-		v.SetInt(0)
-		return d.DecodeNil()
+		v.SetZero()
+		return c, true, d.DecodeNil()
 	}
-	if !isIntCode(c) {
-		return kindError(c, v.Type())
+	if !isIntCode(c) && !(floats && (c == msgpcode.Float || c == msgpcode.Double)) {
+		return c, true, kindError(c, v.Type())
+	}
+	return c, false, nil
+}
+
+func decodeIntValue(d *msgpack.Decoder, v reflect.Value) error {
+	c, done, err := peekNumber(d, v, false)
+	if done {
+		return err
 	}
 	i, u, big, err := readInt(d, c)
 	if err != nil {
@@ -168,16 +180,9 @@ func decodeIntValue(d *msgpack.Decoder, v reflect.Value) error {
 }
 
 func decodeUintValue(d *msgpack.Decoder, v reflect.Value) error {
-	c, err := d.PeekCode()
-	if err != nil {
+	c, done, err := peekNumber(d, v, false)
+	if done {
 		return err
-	}
-	if c == msgpcode.Nil {
-		v.SetUint(0)
-		return d.DecodeNil()
-	}
-	if !isIntCode(c) {
-		return kindError(c, v.Type())
 	}
 	i, u, big, err := readInt(d, c)
 	if err != nil {
@@ -194,16 +199,8 @@ func decodeUintValue(d *msgpack.Decoder, v reflect.Value) error {
 }
 
 func decodeFloatValue(d *msgpack.Decoder, v reflect.Value) error {
-	c, err := d.PeekCode()
-	if err != nil {
+	if _, done, err := peekNumber(d, v, true); done {
 		return err
-	}
-	if c == msgpcode.Nil {
-		v.SetFloat(0)
-		return d.DecodeNil()
-	}
-	if c != msgpcode.Float && c != msgpcode.Double && !isIntCode(c) {
-		return kindError(c, v.Type())
 	}
 	f, err := d.DecodeFloat64()
 	if err != nil {
