@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
@@ -19,12 +16,7 @@ import (
 // lost updates, but that is up to the scheduler).
 func TestCounter(t *testing.T) {
 	bin := testbin.Build(t, ".")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
-	// Under -race each of the 300 short-lived processes would otherwise
-	// sleep a second at exit.
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	cmd := testbin.Command(t, 2*time.Minute, bin)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	t.Logf("\n%s", out)

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"testing"
 	"time"
@@ -15,10 +12,7 @@ import (
 
 func TestPoolMap(t *testing.T) {
 	bin := testbin.Build(t, ".")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-n", "300000", "-ranges", "12", "-workers", "2")
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	cmd := testbin.Command(t, time.Minute, bin, "-n", "300000", "-ranges", "12", "-workers", "2")
 	var stderr []byte
 	cmd.Stderr = writerFunc(func(b []byte) { stderr = append(stderr, b...) })
 	out, err := cmd.Output()

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
@@ -18,10 +15,7 @@ import (
 // and the ticket sale sells exactly the stock.
 func TestSharedSum(t *testing.T) {
 	bin := testbin.Build(t, ".")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-n", "3000000", "-workers", "3", "-tickets", "20000", "-buyers", "4")
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	cmd := testbin.Command(t, 2*time.Minute, bin, "-n", "3000000", "-workers", "3", "-tickets", "20000", "-buyers", "4")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	t.Logf("\n%s", out)

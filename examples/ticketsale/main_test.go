@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
@@ -16,10 +13,7 @@ import (
 
 func sale(t *testing.T, bin string, args ...string) (sold int, out string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0") // -race builds: no 1 s sleep per exiting buyer
+	cmd := testbin.Command(t, time.Minute, bin, args...)
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(b))
 	m := regexp.MustCompile(`(?m)^sold: (\d+)$`).FindSubmatch(b)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -134,4 +135,14 @@ func NeedFDs(t testing.TB, n int) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Command returns a command that runs bin (an example built by Build) with
+// args, killed if it runs longer than d or when the test ends. Under -race
+// every process would sleep a second at exit (GORACE atexit_sleep_ms); the
+// examples start many short-lived children, so the command runs without it.
+func Command(t testing.TB, d time.Duration, bin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ContextFor(t, d), bin, args...)
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	return cmd
 }

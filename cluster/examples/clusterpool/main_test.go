@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
@@ -16,10 +13,7 @@ import (
 
 func TestClusterPool(t *testing.T) {
 	bin := testbin.Build(t, ".")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-n", "600000", "-ranges", "30", "-workers", "1", "-ackwait", "1s")
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	cmd := testbin.Command(t, 2*time.Minute, bin, "-n", "600000", "-ranges", "30", "-workers", "1", "-ackwait", "1s")
 	var stderr []byte
 	cmd.Stderr = writerFunc(func(b []byte) { stderr = append(stderr, b...) })
 	out, err := cmd.Output()
