@@ -39,16 +39,26 @@ func NewArray[T Number](n int) (*Array[T], error) {
 	if n <= 0 || n > math.MaxInt/es {
 		return nil, fmt.Errorf("%w: %d elements of %T", ErrSize, n, zero)
 	}
-	m, err := New(n * es)
+	m, lk, err := newWithLock(n * es)
 	if err != nil {
 		return nil, err
+	}
+	return &Array[T]{m: m, lk: lk, n: n}, nil
+}
+
+// newWithLock makes the block and the lock of an Array or a Value; on
+// failure it leaves nothing behind.
+func newWithLock(size int) (*Memory, *lock.Lock, error) {
+	m, err := New(size)
+	if err != nil {
+		return nil, nil, err
 	}
 	lk, err := lock.NewLock()
 	if err != nil {
 		m.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &Array[T]{m: m, lk: lk, n: n}, nil
+	return m, lk, nil
 }
 
 // Slice returns the elements themselves: no copy and no locking, so a write

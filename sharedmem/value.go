@@ -34,13 +34,8 @@ type Value[T Number] struct {
 
 // NewValue returns a Value holding v, with its lock.
 func NewValue[T Number](v T) (*Value[T], error) {
-	m, err := New(8)
+	m, lk, err := newWithLock(8)
 	if err != nil {
-		return nil, err
-	}
-	lk, err := lock.NewLock()
-	if err != nil {
-		m.Close()
 		return nil, err
 	}
 	x := &Value[T]{m: m, lk: lk}
