@@ -45,6 +45,7 @@ var rows = []row{
 	{"pipe_pingpong_bytes", "./pipe", "PingPongBytes", "us/roundtrip", "µs", 1, false, "8-byte SendBytes/RecvBytes round trip", "socketpair_pingpong_8B"},
 	{"pipe_throughput", "./pipe", "ThroughputRecvBytes", "MB/s", "MB/s", 1, true, "1 MiB messages over Pipe (socketpair), RecvBytes", "socketpair_throughput_1MiB"},
 	{"", "./pipe", "Throughput", "MB/s", "MB/s", 1, true, "1 MiB messages over Pipe (socketpair), RecvBytesInto", "socketpair_throughput_1MiB"},
+	{"", "./pipe", "ThroughputRecv", "MB/s", "MB/s", 1, true, "1 MiB []byte values over Pipe (socketpair), Send and Recv", "socketpair_throughput_1MiB"},
 	{"pipe_throughput_simplex", "./pipe", "ThroughputSimplexRecvBytes", "MB/s", "MB/s", 1, true, "1 MiB messages over Simplex (OS pipe), RecvBytes", "pipe_throughput_1MiB"},
 	{"", "./pipe", "ThroughputSimplex", "MB/s", "MB/s", 1, true, "1 MiB messages over Simplex (OS pipe), RecvBytesInto", "pipe_throughput_1MiB"},
 	{"lock_uncontended", "./lock", "LockUncontended", "pairs/s", "pairs/s", 1, true, "Lock Acquire+Release, uncontended", "mutex_pshared_uncontended"},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -131,6 +132,9 @@ func (c *Conn) Send(v any) error {
 	if err := c.checkWrite(); err != nil {
 		return err
 	}
+	if b, ok := v.([]byte); ok && len(b) > smallWrite && len(b) <= math.MaxUint32 {
+		return c.sendBin(b)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	defer c.trimWriteBuf()
@@ -164,6 +168,26 @@ func (c *Conn) Send(v any) error {
 		return c.write(b[headerLen:])
 	}
 	putHeader(b, n)
+	return c.write(b)
+}
+
+// sendBin sends a large []byte value as Send would encode it, a msgpack
+// bin, without first copying it into the write buffer: its headers go out,
+// then the slice itself, as SendBytes sends.
+func (c *Conn) sendBin(b []byte) error {
+	var h [largeHeaderLen + 5]byte
+	bin := msgp.AppendBinHeader(h[largeHeaderLen:largeHeaderLen], len(b))
+	n := len(bin) + len(b)
+	if int64(n) > c.maxSize.Load() {
+		return fmt.Errorf("pipe: send %d bytes: %w", n, ErrTooLarge)
+	}
+	hl := putHeader(h[:], n)
+	copy(h[hl:], bin)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.write(h[:hl+len(bin)]); err != nil {
+		return err
+	}
 	return c.write(b)
 }
 
@@ -268,8 +292,11 @@ func (c *Conn) Recv(v any) error {
 	return nil
 }
 
-// RecvBytes receives one message as a new byte slice. It returns io.EOF when
-// the peer has closed and every message was read.
+// RecvBytes receives one message as a new byte slice, which the caller
+// keeps. It returns io.EOF when the peer has closed and every message was
+// read. The storage of a large message the program has dropped is reused
+// for a later one (see "Memory" in the package documentation); to receive
+// into storage of your own, use [Conn.RecvBytesInto].
 func (c *Conn) RecvBytes() ([]byte, error) {
 	if err := c.checkRead(); err != nil {
 		return nil, err
@@ -329,8 +356,8 @@ const maxUpfront = 4 << 20
 
 // recvLocked reads one message. The result aliases the read buffer (valid
 // until the next read), or dst when the payload is large and fits dst;
-// owned reports the third case, a large payload in a new slice of its own
-// that the caller may keep.
+// owned reports the third case, a large payload in storage of its own
+// (from newMessage) that the caller may keep.
 func (c *Conn) recvLocked(dst []byte) (msg []byte, owned bool, err error) {
 	if c.rerr != nil {
 		return nil, false, c.rerr
@@ -393,7 +420,7 @@ func (c *Conn) recvLocked(dst []byte) (msg []byte, owned bool, err error) {
 	if size <= len(dst) {
 		out = dst[:size]
 	} else {
-		out = make([]byte, min(size, maxUpfront))
+		out = newMessage(min(size, maxUpfront))
 		owned = true
 	}
 	k := copy(out, c.rbuf[c.rpos:c.rend])

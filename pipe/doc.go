@@ -64,6 +64,20 @@
 // key cannot make [Listener.Accept] or [Dial] allocate what a header
 // announces.
 //
+// # Memory
+//
+// [Conn.RecvBytes] and [Conn.Recv] of a large []byte hand the caller the
+// storage the message was received into, without a copy. When the program
+// no longer references such a message (between 64 KiB and 4 MiB), the
+// garbage collector reports it and its storage receives a later message of
+// about the same size instead of being freed: a stream of large messages
+// then costs few allocations and few collections, as in Python, where a
+// dropped bytes object's memory goes straight to the next one. Storage still
+// referenced through any slice of it is never reused. At most 16 MiB per
+// process is kept this way, and storage no message takes within two
+// collections is freed. The slice's capacity is its length. Do not set a
+// finalizer on it (runtime.SetFinalizer panics: it has one).
+//
 // # Caveats
 //
 //   - A received message takes at most 4 MiB before its bytes arrive; a

@@ -82,8 +82,12 @@ func AppendBin(b, v []byte) []byte {
 	if v == nil {
 		return AppendNil(b)
 	}
-	return append(appendLen8(b, 0xc4, len(v)), v...)
+	return append(AppendBinHeader(b, len(v)), v...)
 }
+
+// AppendBinHeader appends the header of an n-byte bin (n at most
+// math.MaxUint32); the caller sends its bytes after it.
+func AppendBinHeader(b []byte, n int) []byte { return appendLen8(b, 0xc4, n) }
 
 // AppendArrayHeader appends the header of an array of n elements; the
 // caller appends the elements.
