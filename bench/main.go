@@ -54,7 +54,7 @@ var rows = []row{
 	{"queue_throughput_4to4", "./queue", "Throughput4to4", "items/s", "items/s", 1, true, "Queue, 4 producers → 4 consumers", ""},
 	{"joinable_queue_throughput_1to1", "./queue", "Joinable1to1", "items/s", "items/s", 1, true, "Joinable, 1 → 1, TaskDone per item", ""},
 	{"queue_latency", "./queue", "PingPong", "us/roundtrip", "µs", 1, false, "Put→Get ping-pong through two queues", "pipe_pingpong_8B"},
-	{"manager_dict_ops", "./manager", "DictSetGet", "ops/s", "ops/s", 1, true, "manager Dict Set+Get from a child process", ""},
+	{"manager_dict_ops", "./manager", "DictSetGet", "ops/s", "ops/s", 1, true, "manager Dict Set+Get from a child process (one round trip per op)", "socketpair_pingpong_8B"},
 	{"", "./manager", "DictParallel", "ops/s", "ops/s", 1, true, "manager Dict, many goroutines on one connection", ""},
 	{"", "./manager", "Start", "ns/op", "ms", 1e-6, false, "manager Start to usable", ""},
 	{"pool_map_trivial", "./pool", "MapTrivial", "tasks/s", "tasks/s", 1, true, "pool Map of a trivial task, 200k ints, 2 workers", ""},
@@ -132,7 +132,7 @@ func main() {
 		}
 		lim, vsLim := "–", "–"
 		if l, ok := limits[r.limit]; ok {
-			l.value *= unitScale(l.unit, r.unit)
+			l.value = convert(l.value, l.unit, r.unit)
 			lim = format(l.value) + " " + r.unit
 			if g > 0 {
 				x := g / l.value
@@ -273,12 +273,17 @@ func results(b []byte, f func(name string, v float64, unit string)) {
 	}
 }
 
-// unitScale converts a c_limits.c unit into a table row's unit.
-func unitScale(from, to string) float64 {
-	if from == "us" && to == "ms" {
-		return 1e-3
+// convert expresses a c_limits.c result in a table row's unit: a time in
+// milliseconds, or a round trip's time as the operations per second of a
+// row whose every operation is one round trip.
+func convert(v float64, from, to string) float64 {
+	switch {
+	case from == "us" && to == "ms":
+		return v * 1e-3
+	case from == "us" && to == "ops/s":
+		return 1e6 / v
 	}
-	return 1
+	return v
 }
 
 // runPython runs python_bench.py for the selected workloads.
