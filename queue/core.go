@@ -74,6 +74,7 @@ type core struct {
 	smu          sync.Mutex
 	outbox       []outEntry
 	arena        []byte       // where small buffered packets are packed
+	spare        []outEntry   // the flusher's batch slice, kept between flushers
 	pendingOut   atomic.Int64 // items buffered and not yet written (outbox and the flusher's batch)
 	pendingBytes atomic.Int64 // their encoded bytes
 	flushing     bool         // a flusher goroutine owns the writes
@@ -93,6 +94,9 @@ type core struct {
 	seq      uint64
 	wHeld    bool
 	draining bool // the last large item is written; W is held until the chunk pipe is empty
+	// Written by the flusher, not yet taken out of pendingOut,
+	// pendingBytes and written (see settle).
+	unsettled, unsettledBytes int64
 	drain    drainState
 
 	// Receiving side (recv.go).

@@ -257,7 +257,10 @@ func (c *core) startFlusherLocked() {
 // It exits when there is nothing left, or when Close abandons the flush.
 func (c *core) flusher() {
 	s := c.slot.Load()
-	var batch []outEntry
+	c.smu.Lock()
+	batch := c.spare
+	c.spare = nil
+	c.smu.Unlock()
 	for {
 		c.smu.Lock()
 		if len(c.outbox) == 0 {
@@ -266,8 +269,14 @@ func (c *core) flusher() {
 				c.finishDrain(true)
 				continue
 			}
+			c.settle()
 			c.flushing = false
-			c.arena = nil
+			// Everything buffered is written: the arena and the batch
+			// are free for the next time the pipe fills. Keeping them
+			// spares a 64 KiB allocation (and its page faults) each
+			// time a producer at its consumer's pace fills the pipe.
+			c.arena = c.arena[:0]
+			c.spare = batch[:0]
 			c.smu.Unlock()
 			return
 		}
@@ -281,6 +290,7 @@ func (c *core) flusher() {
 			}
 			if err == errAbandoned {
 				// Put the rest back for Close to count.
+				c.settle()
 				c.smu.Lock()
 				c.outbox = append(batch[i:], c.outbox...)
 				c.flushing = false
@@ -298,51 +308,53 @@ func (c *core) flusher() {
 				// uncount the item so that the queue does not shrink.
 				c.unreserve(*s)
 			}
-			c.pendingOut.Add(-1)
-			c.pendingBytes.Add(-int64(len(e.pkt)))
-			c.written.Add(1)
+			c.unsettled++
+			c.unsettledBytes += int64(len(e.pkt))
 			if e.sp != nil {
+				c.settle()
 				e.sp.done <- err
 			}
 			*e = outEntry{}
-			c.wakeRoom()
 		}
+		c.settle()
 	}
+}
+
+// settle takes the items written since the last call out of this
+// process's backlog counts and wakes the Puts waiting for room. The
+// flusher settles once per batch and before every wait, not per item: the
+// counts are shared with the putting goroutine, and touching them for each
+// item made the two threads trade their cache line for every item. Until
+// settled, the backlog counts items already written: a Put may wait
+// slightly longer, the bound never loosens.
+func (c *core) settle() {
+	if c.unsettled == 0 {
+		return
+	}
+	c.pendingOut.Add(-c.unsettled)
+	c.pendingBytes.Add(-c.unsettledBytes)
+	c.written.Add(uint64(c.unsettled))
+	c.unsettled, c.unsettledBytes = 0, 0
+	c.wakeRoom()
 }
 
 // writeEntry writes one item, waiting for room. It returns nil once the
 // item is entirely in the pipes.
 func (c *core) writeEntry(it *outEntry) error {
-	if !it.large {
-		var spinUntil time.Time
-		for {
-			if c.draining {
-				c.checkDrain()
-			}
-			err := writePacket(c.mw, it.pkt)
-			if err != unix.EAGAIN {
-				return err
-			}
-			if c.abandon.Load() {
-				return errAbandoned
-			}
-			if it.canceledWhileWriting() {
-				return errCanceled
-			}
-			// The pipe is full. A reader at work frees a packet within
-			// microseconds: retry briefly before sleeping (see spinFor).
-			now := time.Now()
-			if spinUntil.IsZero() {
-				spinUntil = now.Add(spinFor)
-			}
-			if now.Before(spinUntil) {
-				continue
-			}
-			spinUntil = time.Time{}
-			c.waitFor(c.mw, unix.POLLOUT)
-		}
+	if it.large {
+		c.settle() // writeLarge may wait long for its turn
+		return c.writeLarge(it)
 	}
-	return c.writeLarge(it)
+	c.checkDraining()
+	return c.writeRetry(c.mw, it.pkt, it, c.checkDraining)
+}
+
+// checkDraining releases lockW once the chunk pipe behind the last large
+// item is empty; small items are written meanwhile.
+func (c *core) checkDraining() {
+	if c.draining {
+		c.checkDrain()
+	}
 }
 
 // waitFor sleeps until fd has events or a short while passed: the writer
@@ -475,10 +487,18 @@ func (c *core) writeLarge(it *outEntry) error {
 	return nil
 }
 
-// writeRetry writes packet p to fd, waiting for room while the item is
-// still wanted: errAbandoned or errCanceled when it no longer is. waiting,
-// when not nil, runs before each wait.
+// writeRetry writes packet p to fd: the one write path of the flusher,
+// for small items, markers and chunks alike. While the pipe is full it
+// waits for room as long as the item is still wanted (errAbandoned or
+// errCanceled when it no longer is). waiting, when not nil, runs before
+// each wait.
+//
+// A full pipe is first waited out without system calls (see awaitReads):
+// retrying the write would take the pipe's mutex against the reader at
+// every attempt, and writing again as soon as one packet is free would
+// wake the writer, or make it write, once per item read.
 func (c *core) writeRetry(fd int, p []byte, it *outEntry, waiting func()) error {
+	var spinUntil time.Time
 	for {
 		err := writePacket(fd, p)
 		if err != unix.EAGAIN {
@@ -490,10 +510,50 @@ func (c *core) writeRetry(fd int, p []byte, it *outEntry, waiting func()) error 
 		if it.canceledWhileWriting() {
 			return errCanceled
 		}
+		c.settle()
 		if waiting != nil {
 			waiting()
 		}
+		if c.counted() {
+			if c.awaitReads() {
+				continue
+			}
+		} else {
+			// Simple counts no reads: retry the write briefly instead.
+			now := time.Now()
+			if spinUntil.IsZero() {
+				spinUntil = now.Add(spinFor)
+			}
+			if now.Before(spinUntil) {
+				continue
+			}
+			spinUntil = time.Time{}
+		}
 		c.waitFor(fd, unix.POLLOUT)
+	}
+}
+
+// roomBatch is how many packets a writer facing a full pipe lets readers
+// take before it writes again: it then writes that many in a row, and the
+// pipe, which holds 256, never runs dry meanwhile.
+const roomBatch = 16
+
+// awaitReads watches the queue's shared read count (every packet or chunk
+// read adds one) for at most spinFor, until readers took roomBatch packets.
+// It reports whether they took any: false means the readers are asleep or
+// slow, and the writer should sleep until the pipe has room.
+func (c *core) awaitReads() bool {
+	r := c.reads()
+	start := r.Load()
+	deadline := time.Now().Add(spinFor)
+	for i := 1; ; i++ {
+		n := r.Load() - start
+		if n >= roomBatch {
+			return true
+		}
+		if i%64 == 0 && time.Now().After(deadline) {
+			return n > 0
+		}
 	}
 }
 
