@@ -97,7 +97,7 @@ type core struct {
 	// Written by the flusher, not yet taken out of pendingOut,
 	// pendingBytes and written (see settle).
 	unsettled, unsettledBytes int64
-	drain    drainState
+	drain                     drainState
 
 	// Receiving side (recv.go).
 	rsem chan struct{} // in-process half of the reader lock
