@@ -70,6 +70,11 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 	}
 	c.smu.Lock()
 	if !large && !c.flushing {
+		// No flusher: earlier items of ours that found the pipe full
+		// (direct mode, below) go first.
+		c.writeHeadsLocked(s)
+	}
+	if !large && !c.flushing && len(c.outbox) == 0 {
 		// The fast path: the pipe has room and nothing of ours is
 		// waiting, so the item is in the pipe when Put returns.
 		err := writePacket(c.mw, pkt)
@@ -84,6 +89,44 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 			return fmt.Errorf("queue: put: %w", err)
 		}
 	}
+	if !large && !c.flushing && c.kind != kindSimple {
+		// Direct mode: the pipe is full and no flusher runs. The item
+		// is buffered, and written by this process's next Put, by this
+		// Put while the backlog is at its bound, or by a flusher that
+		// starts if no Put comes for kickAfter.
+		err := c.waitRoomDirectLocked(ctx, s, block)
+		if err != nil {
+			c.smu.Unlock()
+			c.unreserve(s)
+			if err == ErrClosed || errors.Is(err, ErrFull) {
+				return err
+			}
+			return fmt.Errorf("queue: put: %w", err)
+		}
+		if !c.flushing {
+			if len(c.outbox) == 0 {
+				// Room was made while waiting: write it now, keeping
+				// the fast path's promise when the pipe has room.
+				err := writePacket(c.mw, pkt)
+				if err == nil {
+					c.smu.Unlock()
+					s.putPend.Add(-1)
+					return nil
+				}
+				if err != unix.EAGAIN {
+					c.smu.Unlock()
+					c.unreserve(s)
+					return fmt.Errorf("queue: put: %w", err)
+				}
+			}
+			c.bufferLocked(pkt)
+			c.armKickLocked()
+			c.smu.Unlock()
+			return nil
+		}
+		// A flusher started meanwhile (a large item, a stall, a
+		// flush): the item joins its outbox.
+	}
 	if c.kind != kindSimple {
 		if err := c.waitRoomLocked(ctx, block); err != nil {
 			c.smu.Unlock()
@@ -94,21 +137,19 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 			return fmt.Errorf("queue: put: %w", err)
 		}
 	}
-	e := outEntry{pkt: pkt, large: large}
-	if !large {
-		if cap(c.arena)-len(c.arena) < len(pkt) {
-			c.arena = make([]byte, 0, arenaSize)
-		}
-		n := len(c.arena)
-		c.arena = append(c.arena, pkt...)
-		e.pkt = c.arena[n:len(c.arena):len(c.arena)]
+	var e outEntry
+	if large {
+		e = outEntry{pkt: pkt, large: true}
+		c.outbox = append(c.outbox, e)
+		c.pendingOut.Add(1)
+		c.pendingBytes.Add(int64(len(e.pkt)))
+	} else {
+		e = c.bufferLocked(pkt)
 	}
 	if c.kind == kindSimple {
 		e.sp = &syncPut{done: make(chan error, 1)}
+		c.outbox[len(c.outbox)-1].sp = e.sp
 	}
-	c.outbox = append(c.outbox, e)
-	c.pendingOut.Add(1)
-	c.pendingBytes.Add(int64(len(e.pkt)))
 	c.startFlusherLocked()
 	c.smu.Unlock()
 	if e.sp == nil {
@@ -137,6 +178,166 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 		return wrapPut(err) // it was written after all
 	}
 	return giveUp()
+}
+
+// bufferLocked appends a small packet to the outbox, copied into the
+// arena, and counts it in the backlog.
+func (c *core) bufferLocked(pkt []byte) outEntry {
+	if cap(c.arena)-len(c.arena) < len(pkt) {
+		c.arena = make([]byte, 0, arenaSize)
+	}
+	n := len(c.arena)
+	c.arena = append(c.arena, pkt...)
+	e := outEntry{pkt: c.arena[n:len(c.arena):len(c.arena)]}
+	c.outbox = append(c.outbox, e)
+	c.pendingOut.Add(1)
+	c.pendingBytes.Add(int64(len(e.pkt)))
+	return e
+}
+
+// Direct mode. When the pipe is full, a producer that keeps putting writes
+// its backlog itself, in its own goroutine: each Put first writes what the
+// pipe takes of the backlog, without waiting, and a Put that finds the
+// backlog at its bound waits for readers and writes. A flusher goroutine
+// would do the same work on a second thread and hand the Put its room
+// through the scheduler (a wake-up per half bound, a sleep and a wake-up
+// of an OS thread each time: a tenth of a fast producer's time). A timer
+// starts a flusher when no Put came for kickAfter, so that a backlog is
+// written whether or not the process puts again; Flush, Close and the exit
+// work start one at once.
+
+// kickAfter is how long a direct-mode backlog may wait for the next Put
+// before a flusher takes it over. The pipe was full when the backlog
+// began: readers have 256 items to take first.
+const kickAfter = 200 * time.Microsecond
+
+// writeHeadsLocked writes the oldest buffered items while the pipe takes
+// them, without waiting (direct mode: no flusher runs, and smu is held).
+func (c *core) writeHeadsLocked(s slot) {
+	if len(c.outbox) == 0 {
+		return
+	}
+	reads := c.reads().Load()
+	if reads == c.fullAt {
+		// No packet was read since the pipe was found full: it still
+		// is. Trying would take the pipe's mutex against the readers.
+		return
+	}
+	k := 0
+	for k < len(c.outbox) {
+		e := &c.outbox[k]
+		err := writePacket(c.mw, e.pkt)
+		if err == unix.EAGAIN {
+			c.fullAt = reads
+			break
+		}
+		if err == nil {
+			s.putPend.Add(-1)
+		} else {
+			// The descriptors are gone: uncount the item (as the
+			// flusher does) so that the queue does not shrink.
+			c.unreserve(s)
+		}
+		c.pendingOut.Add(-1)
+		c.pendingBytes.Add(-int64(len(e.pkt)))
+		c.written.Add(1)
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	n := copy(c.outbox, c.outbox[k:])
+	clear(c.outbox[n:])
+	c.outbox = c.outbox[:n]
+	if n == 0 {
+		c.arena = c.arena[:0]
+	}
+	c.putSeq++
+}
+
+// waitRoomDirectLocked waits, smu held (released while asleep), until this
+// process's backlog is below its bound, writing it as readers make room,
+// or until no process has read the queue for PutStall (then the backlog
+// goes to a flusher and grows, as in waitRoomLocked). It returns at once
+// when a flusher starts meanwhile. block false: ErrFull instead of waiting.
+func (c *core) waitRoomDirectLocked(ctx context.Context, s slot, block bool) error {
+	reads := c.reads()
+	mark, since := reads.Load(), time.Now()
+	for !c.flushing && c.backlogFull() {
+		if m := c.stallMark.Load(); m >= 0 && reads.Load() == m {
+			c.startFlusherLocked()
+			return nil // nobody has read since the stall was seen
+		}
+		if !block {
+			return fmt.Errorf("queue: %d items put by this process are waiting for room in the pipe: %w", c.pendingOut.Load(), ErrFull)
+		}
+		c.smu.Unlock()
+		var err error
+		slept := !c.awaitReads()
+		if slept {
+			left := PutStall - time.Since(since)
+			err = c.pollWait(ctx, c.mw, unix.POLLOUT, max(left, 0)+time.Millisecond)
+		}
+		c.smu.Lock()
+		if slept {
+			c.fullAt = -1 // after a sleep, try the pipe itself
+		}
+		switch {
+		case err == errWoken:
+			return ErrClosed
+		case err != nil:
+			return err
+		}
+		if r := reads.Load(); r != mark {
+			mark, since = r, time.Now()
+		} else if time.Since(since) >= PutStall {
+			c.stallMark.Store(mark)
+			continue
+		}
+		if !c.flushing {
+			c.writeHeadsLocked(s)
+		}
+	}
+	return nil
+}
+
+// armKickLocked makes sure a flusher takes the direct-mode backlog over if
+// no Put writes it within kickAfter (see kick).
+func (c *core) armKickLocked() {
+	c.putSeq++
+	if c.kickArmed {
+		return
+	}
+	c.kickArmed = true
+	c.kickSeq = c.putSeq
+	if c.kickTimer == nil {
+		c.kickTimer = time.AfterFunc(kickAfter, c.kick)
+	} else {
+		c.kickTimer.Reset(kickAfter)
+	}
+	if !c.registry {
+		c.registry = true
+		registerPending(c)
+	}
+	armExitHook()
+}
+
+// kick starts a flusher for a direct-mode backlog, unless Puts are at work
+// on it (then it looks again later).
+func (c *core) kick() {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	c.kickArmed = false
+	if c.closed.Load() || c.flushing || len(c.outbox) == 0 {
+		return // Close flushes what is left
+	}
+	if c.putSeq != c.kickSeq {
+		c.kickArmed = true
+		c.kickSeq = c.putSeq
+		c.kickTimer.Reset(kickAfter)
+		return
+	}
+	c.startFlusherLocked()
 }
 
 func wrapPut(err error) error {
