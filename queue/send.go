@@ -127,6 +127,11 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 		// A flusher started meanwhile (a large item, a stall, a
 		// flush): the item joins its outbox.
 	}
+	if !c.flushing && len(c.outbox) > 0 {
+		// A large item behind a direct-mode backlog: the flusher takes
+		// both, and the bound applies as below.
+		c.startFlusherLocked()
+	}
 	if c.kind != kindSimple {
 		if err := c.waitRoomLocked(ctx, block); err != nil {
 			c.smu.Unlock()
