@@ -73,8 +73,9 @@ func decodeInto[T any](v *T) func([]byte) error {
 // When Put returns the item is in the pipe, where every process sees it,
 // except when the pipe is full (about 256 waiting items), the item's
 // encoding exceeds 4 KiB, or earlier items of this process are still being
-// written: then a goroutine of this process writes it, in order, as readers
-// make room. Len counts it from the start. Close and Flush wait for those
+// written: then this process writes it, in order, as readers make room
+// (its next Put first, or a goroutine when no Put comes). Len counts it
+// from the start. Close and Flush wait for those
 // items; a worker process waits for them before it exits. While this
 // process holds MaxUnwritten such items (or MaxUnwrittenBytes), Put waits
 // for readers to take some, unless no process has read the queue for

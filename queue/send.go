@@ -206,7 +206,7 @@ func (c *core) bufferLocked(pkt []byte) outEntry {
 // backlog at its bound waits for readers and writes. A flusher goroutine
 // would do the same work on a second thread and hand the Put its room
 // through the scheduler (a wake-up per half bound, a sleep and a wake-up
-// of an OS thread each time: a tenth of a fast producer's time). A timer
+// of an OS thread each time: about a tenth of a fast producer's time). A timer
 // starts a flusher when no Put came for kickAfter, so that a backlog is
 // written whether or not the process puts again; Flush, Close and the exit
 // work start one at once.
