@@ -74,6 +74,7 @@ type core struct {
 	smu          sync.Mutex
 	outbox       []outEntry
 	arena        []byte       // where small buffered packets are packed
+	spare        []outEntry   // the flusher's batch slice, kept between flushers
 	pendingOut   atomic.Int64 // items buffered and not yet written (outbox and the flusher's batch)
 	pendingBytes atomic.Int64 // their encoded bytes
 	flushing     bool         // a flusher goroutine owns the writes
@@ -87,6 +88,12 @@ type core struct {
 	// that no process reads (the backlog then grows, until a read).
 	room      atomic.Pointer[chan struct{}]
 	stallMark atomic.Int64
+	// Direct mode (send.go): Puts write the backlog while no flusher
+	// runs; kickTimer starts a flusher when no Put came since kickSeq.
+	putSeq, kickSeq uint64
+	fullAt          int64 // the shared read count when a direct write last found the pipe full
+	kickArmed       bool
+	kickTimer       *time.Timer
 
 	// Owned by whoever writes (the flusher, or Put while !flushing).
 	writer   uint64 // random: identifies this process's large items
@@ -94,6 +101,9 @@ type core struct {
 	wHeld    bool
 	draining bool // the last large item is written; W is held until the chunk pipe is empty
 	drain    drainState
+	// Written by the flusher, not yet taken out of pendingOut,
+	// pendingBytes and written (see settle).
+	unsettled, unsettledBytes int64
 
 	// Receiving side (recv.go).
 	rsem chan struct{} // in-process half of the reader lock
@@ -206,6 +216,11 @@ func (c *core) close() error {
 			wakeAll(c.seg.Uint32(offJoinSeq))
 		}
 		lost := c.flushOrDrop()
+		c.smu.Lock()
+		if c.kickTimer != nil {
+			c.kickTimer.Stop()
+		}
+		c.smu.Unlock()
 		c.gate.Lock()
 		if c.counted() {
 			c.releaseSlot()
@@ -231,6 +246,9 @@ func (c *core) flush(ctx context.Context, stall time.Duration) error {
 	tick := 50 * time.Microsecond
 	for {
 		c.smu.Lock()
+		if !c.flushing && len(c.outbox) > 0 {
+			c.startFlusherLocked() // a direct-mode backlog: do not wait for the kick
+		}
 		idle := !c.flushing && len(c.outbox) == 0
 		c.smu.Unlock()
 		if idle {

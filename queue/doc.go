@@ -42,8 +42,11 @@
 // An item is in the pipe, visible to every process, when Put returns,
 // except when the pipe is full (about 256 items waiting), when its encoding
 // exceeds 4 KiB (see below), or while earlier items of the same process are
-// still being written. Then a goroutine of the putting process writes it,
-// in order, as readers make room. A process holds at most [MaxUnwritten]
+// still being written. Then the putting process writes it, in order, as
+// readers make room: its next Put writes what the pipe takes before its
+// own item, and a goroutine of the process takes over when no Put comes
+// for a fraction of a millisecond (or at once for an item over 4 KiB, and
+// in Flush, Close and at exit). A process holds at most [MaxUnwritten]
 // items (and [MaxUnwrittenBytes] bytes) so per queue: beyond that Put waits
 // for readers to take some, as a bounded queue's Put does, unless no
 // process has read the queue for [PutStall] (then it buffers, as Python's

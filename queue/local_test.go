@@ -314,3 +314,55 @@ func TestProducerBacklogIsBounded(t *testing.T) {
 		require.NotEqual(t, -1, v)
 	}
 }
+
+// Items a Put buffered because the pipe was full reach readers, in order,
+// when the process puts nothing more: a Put writes the backlog left by
+// earlier ones, and when no Put comes a flusher takes it over.
+func TestBufferedItemsAreWrittenWithoutAnotherPut(t *testing.T) {
+	ctx := testbin.Context(t)
+	q, err := queue.New[int](0)
+	require.NoError(t, err)
+	defer q.Close()
+	n := 0
+	for ; n < 10000; n++ {
+		if err = q.TryPut(n); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, queue.ErrFull)
+	for i := range n {
+		gctx, cancel := context.WithTimeout(ctx, testbin.Slack)
+		v, err := q.Get(gctx)
+		cancel()
+		require.NoError(t, err, "item %d of %d", i, n)
+		require.Equal(t, i, v)
+	}
+	assert.Equal(t, 0, q.Len())
+}
+
+// The backlog bound counts a large item like any other: behind a backlog
+// at its bound it waits too.
+func TestLargeItemBehindFullBacklogWaits(t *testing.T) {
+	ctx := testbin.Context(t)
+	q, err := queue.New[[]byte](0)
+	require.NoError(t, err)
+	defer q.Close()
+	small, large := []byte{1}, make([]byte, 3*4096)
+	n := 0
+	for ; n < 10000; n++ {
+		if err = q.TryPut(small); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, queue.ErrFull)
+	assert.ErrorIs(t, q.TryPut(large), queue.ErrFull)
+	for range n {
+		v, err := q.Get(ctx)
+		require.NoError(t, err)
+		require.Equal(t, small, v)
+	}
+	require.NoError(t, q.TryPut(large), "the backlog is written: room again")
+	v, err := q.Get(ctx)
+	require.NoError(t, err)
+	assert.Len(t, v, len(large))
+}

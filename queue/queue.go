@@ -34,8 +34,10 @@ var encPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // encode encodes v into a packet: kind byte and msgpack. large tells that it
 // does not fit one packet; then pkt is the msgpack bytes alone and belongs
-// to the caller (the buffer is not reused).
-func encode(v any) (pkt []byte, large bool, done func(), err error) {
+// to the caller (the buffer is not reused). release(buf) returns the
+// buffer of a small packet once it is written or copied (a plain value,
+// not a closure: Put allocates nothing for it).
+func encode(v any) (pkt []byte, large bool, buf *bytes.Buffer, err error) {
 	b := encPool.Get().(*bytes.Buffer)
 	b.Reset()
 	b.WriteByte(qframe.KindItem)
@@ -45,12 +47,19 @@ func encode(v any) (pkt []byte, large bool, done func(), err error) {
 	}
 	p := b.Bytes()
 	if len(p) <= qframe.PacketSize {
-		return p, false, func() { encPool.Put(b) }, nil
+		return p, false, b, nil
 	}
 	if len(p)-1 > MaxItemSize {
 		return nil, false, nil, fmt.Errorf("queue: put: %d-byte item over the %d-byte limit: %w", len(p)-1, MaxItemSize, ErrTooLarge)
 	}
-	return p[1:], true, func() {}, nil
+	return p[1:], true, nil, nil
+}
+
+// release gives encode's buffer back (nil: a large item kept its bytes).
+func release(b *bytes.Buffer) {
+	if b != nil {
+		encPool.Put(b)
+	}
 }
 
 func decodeInto[T any](v *T) func([]byte) error {
@@ -64,19 +73,20 @@ func decodeInto[T any](v *T) func([]byte) error {
 // When Put returns the item is in the pipe, where every process sees it,
 // except when the pipe is full (about 256 waiting items), the item's
 // encoding exceeds 4 KiB, or earlier items of this process are still being
-// written: then a goroutine of this process writes it, in order, as readers
-// make room. Len counts it from the start. Close and Flush wait for those
+// written: then this process writes it, in order, as readers make room
+// (its next Put first, or a goroutine when no Put comes). Len counts it
+// from the start. Close and Flush wait for those
 // items; a worker process waits for them before it exits. While this
 // process holds MaxUnwritten such items (or MaxUnwrittenBytes), Put waits
 // for readers to take some, unless no process has read the queue for
 // PutStall.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
-	pkt, large, done, err := encode(v)
+	pkt, large, buf, err := encode(v)
 	if err != nil {
 		return err
 	}
 	err = q.c.put(ctx, pkt, large, true)
-	done()
+	release(buf)
 	return err
 }
 
@@ -84,12 +94,12 @@ func (q *Queue[T]) Put(ctx context.Context, v T) error {
 // items, or when this process holds MaxUnwritten items it could not write
 // yet (and readers are at work: see MaxUnwritten).
 func (q *Queue[T]) TryPut(v T) error {
-	pkt, large, done, err := encode(v)
+	pkt, large, buf, err := encode(v)
 	if err != nil {
 		return err
 	}
 	err = q.c.put(context.Background(), pkt, large, false)
-	done()
+	release(buf)
 	return err
 }
 

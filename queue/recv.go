@@ -76,15 +76,12 @@ func (c *core) get(ctx context.Context, block bool, decode func([]byte) error) e
 		if !block {
 			return ErrEmpty
 		}
-		if c.inFlight() {
+		if spinUntil.IsZero() && c.inFlight() {
 			// Items are counted but not yet in the pipe: a producer is
-			// writing them. Retrying for a few microseconds is cheaper
+			// writing them. Watching for a few microseconds is cheaper
 			// than a sleep and a cross-CPU wake-up for each item.
-			now := time.Now()
-			if spinUntil.IsZero() {
-				spinUntil = now.Add(spinFor)
-			}
-			if now.Before(spinUntil) {
+			spinUntil = time.Now().Add(spinFor)
+			if awaitReadable(c.mr, spinUntil) {
 				continue
 			}
 		}
@@ -105,6 +102,23 @@ func (c *core) get(ctx context.Context, block bool, decode func([]byte) error) e
 // and the wake-up that ends it cost tens of microseconds, and a producer
 // or consumer that is running frees the way within a few.
 const spinFor = 20 * time.Microsecond
+
+// awaitReadable polls fd without sleeping until it is readable or the
+// deadline passes, and reports whether it became readable. A zero-timeout
+// poll looks at the pipe without its mutex; retrying the read would take
+// the mutex every time, and a writer filling the pipe would wait on it.
+func awaitReadable(fd int, deadline time.Time) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == nil && n > 0 {
+			return true
+		}
+		if err != nil && err != unix.EINTR || time.Now().After(deadline) {
+			return false
+		}
+	}
+}
 
 // inFlight reports whether items are counted but not in the pipe yet.
 func (c *core) inFlight() bool {

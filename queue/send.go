@@ -70,6 +70,11 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 	}
 	c.smu.Lock()
 	if !large && !c.flushing {
+		// No flusher: earlier items of ours that found the pipe full
+		// (direct mode, below) go first.
+		c.writeHeadsLocked(s)
+	}
+	if !large && !c.flushing && len(c.outbox) == 0 {
 		// The fast path: the pipe has room and nothing of ours is
 		// waiting, so the item is in the pipe when Put returns.
 		err := writePacket(c.mw, pkt)
@@ -84,6 +89,49 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 			return fmt.Errorf("queue: put: %w", err)
 		}
 	}
+	if !large && !c.flushing && c.kind != kindSimple {
+		// Direct mode: the pipe is full and no flusher runs. The item
+		// is buffered, and written by this process's next Put, by this
+		// Put while the backlog is at its bound, or by a flusher that
+		// starts if no Put comes for kickAfter.
+		err := c.waitRoomDirectLocked(ctx, s, block)
+		if err != nil {
+			c.smu.Unlock()
+			c.unreserve(s)
+			if err == ErrClosed || errors.Is(err, ErrFull) {
+				return err
+			}
+			return fmt.Errorf("queue: put: %w", err)
+		}
+		if !c.flushing {
+			if len(c.outbox) == 0 {
+				// Room was made while waiting: write it now, keeping
+				// the fast path's promise when the pipe has room.
+				err := writePacket(c.mw, pkt)
+				if err == nil {
+					c.smu.Unlock()
+					s.putPend.Add(-1)
+					return nil
+				}
+				if err != unix.EAGAIN {
+					c.smu.Unlock()
+					c.unreserve(s)
+					return fmt.Errorf("queue: put: %w", err)
+				}
+			}
+			c.bufferLocked(pkt)
+			c.armKickLocked()
+			c.smu.Unlock()
+			return nil
+		}
+		// A flusher started meanwhile (a large item, a stall, a
+		// flush): the item joins its outbox.
+	}
+	if !c.flushing && len(c.outbox) > 0 {
+		// A large item behind a direct-mode backlog: the flusher takes
+		// both, and the bound applies as below.
+		c.startFlusherLocked()
+	}
 	if c.kind != kindSimple {
 		if err := c.waitRoomLocked(ctx, block); err != nil {
 			c.smu.Unlock()
@@ -94,21 +142,19 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 			return fmt.Errorf("queue: put: %w", err)
 		}
 	}
-	e := outEntry{pkt: pkt, large: large}
-	if !large {
-		if cap(c.arena)-len(c.arena) < len(pkt) {
-			c.arena = make([]byte, 0, arenaSize)
-		}
-		n := len(c.arena)
-		c.arena = append(c.arena, pkt...)
-		e.pkt = c.arena[n:len(c.arena):len(c.arena)]
+	var e outEntry
+	if large {
+		e = outEntry{pkt: pkt, large: true}
+		c.outbox = append(c.outbox, e)
+		c.pendingOut.Add(1)
+		c.pendingBytes.Add(int64(len(e.pkt)))
+	} else {
+		e = c.bufferLocked(pkt)
 	}
 	if c.kind == kindSimple {
 		e.sp = &syncPut{done: make(chan error, 1)}
+		c.outbox[len(c.outbox)-1].sp = e.sp
 	}
-	c.outbox = append(c.outbox, e)
-	c.pendingOut.Add(1)
-	c.pendingBytes.Add(int64(len(e.pkt)))
 	c.startFlusherLocked()
 	c.smu.Unlock()
 	if e.sp == nil {
@@ -137,6 +183,166 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 		return wrapPut(err) // it was written after all
 	}
 	return giveUp()
+}
+
+// bufferLocked appends a small packet to the outbox, copied into the
+// arena, and counts it in the backlog.
+func (c *core) bufferLocked(pkt []byte) outEntry {
+	if cap(c.arena)-len(c.arena) < len(pkt) {
+		c.arena = make([]byte, 0, arenaSize)
+	}
+	n := len(c.arena)
+	c.arena = append(c.arena, pkt...)
+	e := outEntry{pkt: c.arena[n:len(c.arena):len(c.arena)]}
+	c.outbox = append(c.outbox, e)
+	c.pendingOut.Add(1)
+	c.pendingBytes.Add(int64(len(e.pkt)))
+	return e
+}
+
+// Direct mode. When the pipe is full, a producer that keeps putting writes
+// its backlog itself, in its own goroutine: each Put first writes what the
+// pipe takes of the backlog, without waiting, and a Put that finds the
+// backlog at its bound waits for readers and writes. A flusher goroutine
+// would do the same work on a second thread and hand the Put its room
+// through the scheduler (a wake-up per half bound, a sleep and a wake-up
+// of an OS thread each time: about a tenth of a fast producer's time). A timer
+// starts a flusher when no Put came for kickAfter, so that a backlog is
+// written whether or not the process puts again; Flush, Close and the exit
+// work start one at once.
+
+// kickAfter is how long a direct-mode backlog may wait for the next Put
+// before a flusher takes it over. The pipe was full when the backlog
+// began: readers have 256 items to take first.
+const kickAfter = 200 * time.Microsecond
+
+// writeHeadsLocked writes the oldest buffered items while the pipe takes
+// them, without waiting (direct mode: no flusher runs, and smu is held).
+func (c *core) writeHeadsLocked(s slot) {
+	if len(c.outbox) == 0 {
+		return
+	}
+	reads := c.reads().Load()
+	if reads == c.fullAt {
+		// No packet was read since the pipe was found full: it still
+		// is. Trying would take the pipe's mutex against the readers.
+		return
+	}
+	k := 0
+	for k < len(c.outbox) {
+		e := &c.outbox[k]
+		err := writePacket(c.mw, e.pkt)
+		if err == unix.EAGAIN {
+			c.fullAt = reads
+			break
+		}
+		if err == nil {
+			s.putPend.Add(-1)
+		} else {
+			// The descriptors are gone: uncount the item (as the
+			// flusher does) so that the queue does not shrink.
+			c.unreserve(s)
+		}
+		c.pendingOut.Add(-1)
+		c.pendingBytes.Add(-int64(len(e.pkt)))
+		c.written.Add(1)
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	n := copy(c.outbox, c.outbox[k:])
+	clear(c.outbox[n:])
+	c.outbox = c.outbox[:n]
+	if n == 0 {
+		c.arena = c.arena[:0]
+	}
+	c.putSeq++
+}
+
+// waitRoomDirectLocked waits, smu held (released while asleep), until this
+// process's backlog is below its bound, writing it as readers make room,
+// or until no process has read the queue for PutStall (then the backlog
+// goes to a flusher and grows, as in waitRoomLocked). It returns at once
+// when a flusher starts meanwhile. block false: ErrFull instead of waiting.
+func (c *core) waitRoomDirectLocked(ctx context.Context, s slot, block bool) error {
+	reads := c.reads()
+	mark, since := reads.Load(), time.Now()
+	for !c.flushing && c.backlogFull() {
+		if m := c.stallMark.Load(); m >= 0 && reads.Load() == m {
+			c.startFlusherLocked()
+			return nil // nobody has read since the stall was seen
+		}
+		if !block {
+			return fmt.Errorf("queue: %d items put by this process are waiting for room in the pipe: %w", c.pendingOut.Load(), ErrFull)
+		}
+		c.smu.Unlock()
+		var err error
+		slept := !c.awaitReads()
+		if slept {
+			left := PutStall - time.Since(since)
+			err = c.pollWait(ctx, c.mw, unix.POLLOUT, max(left, 0)+time.Millisecond)
+		}
+		c.smu.Lock()
+		if slept {
+			c.fullAt = -1 // after a sleep, try the pipe itself
+		}
+		switch {
+		case err == errWoken:
+			return ErrClosed
+		case err != nil:
+			return err
+		}
+		if r := reads.Load(); r != mark {
+			mark, since = r, time.Now()
+		} else if time.Since(since) >= PutStall {
+			c.stallMark.Store(mark)
+			continue
+		}
+		if !c.flushing {
+			c.writeHeadsLocked(s)
+		}
+	}
+	return nil
+}
+
+// armKickLocked makes sure a flusher takes the direct-mode backlog over if
+// no Put writes it within kickAfter (see kick).
+func (c *core) armKickLocked() {
+	c.putSeq++
+	if c.kickArmed {
+		return
+	}
+	c.kickArmed = true
+	c.kickSeq = c.putSeq
+	if c.kickTimer == nil {
+		c.kickTimer = time.AfterFunc(kickAfter, c.kick)
+	} else {
+		c.kickTimer.Reset(kickAfter)
+	}
+	if !c.registry {
+		c.registry = true
+		registerPending(c)
+	}
+	armExitHook()
+}
+
+// kick starts a flusher for a direct-mode backlog, unless Puts are at work
+// on it (then it looks again later).
+func (c *core) kick() {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	c.kickArmed = false
+	if c.closed.Load() || c.flushing || len(c.outbox) == 0 {
+		return // Close flushes what is left
+	}
+	if c.putSeq != c.kickSeq {
+		c.kickArmed = true
+		c.kickSeq = c.putSeq
+		c.kickTimer.Reset(kickAfter)
+		return
+	}
+	c.startFlusherLocked()
 }
 
 func wrapPut(err error) error {
@@ -257,7 +463,10 @@ func (c *core) startFlusherLocked() {
 // It exits when there is nothing left, or when Close abandons the flush.
 func (c *core) flusher() {
 	s := c.slot.Load()
-	var batch []outEntry
+	c.smu.Lock()
+	batch := c.spare
+	c.spare = nil
+	c.smu.Unlock()
 	for {
 		c.smu.Lock()
 		if len(c.outbox) == 0 {
@@ -266,8 +475,14 @@ func (c *core) flusher() {
 				c.finishDrain(true)
 				continue
 			}
+			c.settle()
 			c.flushing = false
-			c.arena = nil
+			// Everything buffered is written: the arena and the batch
+			// are free for the next time the pipe fills. Keeping them
+			// spares a 64 KiB allocation (and its page faults) each
+			// time a producer at its consumer's pace fills the pipe.
+			c.arena = c.arena[:0]
+			c.spare = batch[:0]
 			c.smu.Unlock()
 			return
 		}
@@ -281,6 +496,7 @@ func (c *core) flusher() {
 			}
 			if err == errAbandoned {
 				// Put the rest back for Close to count.
+				c.settle()
 				c.smu.Lock()
 				c.outbox = append(batch[i:], c.outbox...)
 				c.flushing = false
@@ -298,51 +514,53 @@ func (c *core) flusher() {
 				// uncount the item so that the queue does not shrink.
 				c.unreserve(*s)
 			}
-			c.pendingOut.Add(-1)
-			c.pendingBytes.Add(-int64(len(e.pkt)))
-			c.written.Add(1)
+			c.unsettled++
+			c.unsettledBytes += int64(len(e.pkt))
 			if e.sp != nil {
+				c.settle()
 				e.sp.done <- err
 			}
 			*e = outEntry{}
-			c.wakeRoom()
 		}
+		c.settle()
 	}
+}
+
+// settle takes the items written since the last call out of this
+// process's backlog counts and wakes the Puts waiting for room. The
+// flusher settles once per batch and before every wait, not per item: the
+// counts are shared with the putting goroutine, and touching them for each
+// item made the two threads trade their cache line for every item. Until
+// settled, the backlog counts items already written: a Put may wait
+// slightly longer, the bound never loosens.
+func (c *core) settle() {
+	if c.unsettled == 0 {
+		return
+	}
+	c.pendingOut.Add(-c.unsettled)
+	c.pendingBytes.Add(-c.unsettledBytes)
+	c.written.Add(uint64(c.unsettled))
+	c.unsettled, c.unsettledBytes = 0, 0
+	c.wakeRoom()
 }
 
 // writeEntry writes one item, waiting for room. It returns nil once the
 // item is entirely in the pipes.
 func (c *core) writeEntry(it *outEntry) error {
-	if !it.large {
-		var spinUntil time.Time
-		for {
-			if c.draining {
-				c.checkDrain()
-			}
-			err := writePacket(c.mw, it.pkt)
-			if err != unix.EAGAIN {
-				return err
-			}
-			if c.abandon.Load() {
-				return errAbandoned
-			}
-			if it.canceledWhileWriting() {
-				return errCanceled
-			}
-			// The pipe is full. A reader at work frees a packet within
-			// microseconds: retry briefly before sleeping (see spinFor).
-			now := time.Now()
-			if spinUntil.IsZero() {
-				spinUntil = now.Add(spinFor)
-			}
-			if now.Before(spinUntil) {
-				continue
-			}
-			spinUntil = time.Time{}
-			c.waitFor(c.mw, unix.POLLOUT)
-		}
+	if it.large {
+		c.settle() // writeLarge may wait long for its turn
+		return c.writeLarge(it)
 	}
-	return c.writeLarge(it)
+	c.checkDraining()
+	return c.writeRetry(c.mw, it.pkt, it, c.checkDraining)
+}
+
+// checkDraining releases lockW once the chunk pipe behind the last large
+// item is empty; small items are written meanwhile.
+func (c *core) checkDraining() {
+	if c.draining {
+		c.checkDrain()
+	}
 }
 
 // waitFor sleeps until fd has events or a short while passed: the writer
@@ -475,10 +693,18 @@ func (c *core) writeLarge(it *outEntry) error {
 	return nil
 }
 
-// writeRetry writes packet p to fd, waiting for room while the item is
-// still wanted: errAbandoned or errCanceled when it no longer is. waiting,
-// when not nil, runs before each wait.
+// writeRetry writes packet p to fd: the one write path of the flusher,
+// for small items, markers and chunks alike. While the pipe is full it
+// waits for room as long as the item is still wanted (errAbandoned or
+// errCanceled when it no longer is). waiting, when not nil, runs before
+// each wait.
+//
+// A full pipe is first waited out without system calls (see awaitReads):
+// retrying the write would take the pipe's mutex against the reader at
+// every attempt, and writing again as soon as one packet is free would
+// wake the writer, or make it write, once per item read.
 func (c *core) writeRetry(fd int, p []byte, it *outEntry, waiting func()) error {
+	var spinUntil time.Time
 	for {
 		err := writePacket(fd, p)
 		if err != unix.EAGAIN {
@@ -490,10 +716,50 @@ func (c *core) writeRetry(fd int, p []byte, it *outEntry, waiting func()) error 
 		if it.canceledWhileWriting() {
 			return errCanceled
 		}
+		c.settle()
 		if waiting != nil {
 			waiting()
 		}
+		if c.counted() {
+			if c.awaitReads() {
+				continue
+			}
+		} else {
+			// Simple counts no reads: retry the write briefly instead.
+			now := time.Now()
+			if spinUntil.IsZero() {
+				spinUntil = now.Add(spinFor)
+			}
+			if now.Before(spinUntil) {
+				continue
+			}
+			spinUntil = time.Time{}
+		}
 		c.waitFor(fd, unix.POLLOUT)
+	}
+}
+
+// roomBatch is how many packets a writer facing a full pipe lets readers
+// take before it writes again: it then writes that many in a row, and the
+// pipe, which holds 256, never runs dry meanwhile.
+const roomBatch = 16
+
+// awaitReads watches the queue's shared read count (every packet or chunk
+// read adds one) for at most spinFor, until readers took roomBatch packets.
+// It reports whether they took any: false means the readers are asleep or
+// slow, and the writer should sleep until the pipe has room.
+func (c *core) awaitReads() bool {
+	r := c.reads()
+	start := r.Load()
+	deadline := time.Now().Add(spinFor)
+	for i := 1; ; i++ {
+		n := r.Load() - start
+		if n >= roomBatch {
+			return true
+		}
+		if i%64 == 0 && time.Now().After(deadline) {
+			return n > 0
+		}
 	}
 }
 

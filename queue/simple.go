@@ -24,12 +24,12 @@ func NewSimple[T any]() (*Simple[T], error) {
 // encoded is an error and nothing is added; when ctx ends first, Put
 // returns ctx's error and nothing is added.
 func (q *Simple[T]) Put(ctx context.Context, v T) error {
-	pkt, large, done, err := encode(v)
+	pkt, large, buf, err := encode(v)
 	if err != nil {
 		return err
 	}
 	err = q.c.put(ctx, pkt, large, true)
-	done()
+	release(buf)
 	return err
 }
 
