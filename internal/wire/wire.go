@@ -159,6 +159,7 @@ type encBuf struct {
 // decoders find the descriptor table through Decoder.Buffered.
 type decBuf struct {
 	*bytes.Reader
+	data  []byte // what Reader reads, for decoders that parse in place
 	files *Files
 	// rebuilt holds the handles decoded so far that can be closed: if the
 	// value as a whole fails to decode, the caller gets only the error and
@@ -219,7 +220,7 @@ func Unmarshal(data []byte, files *Files, v any) error {
 		return err
 	}
 	rv := reflect.ValueOf(v)
-	r := &decBuf{Reader: bytes.NewReader(data), files: files}
+	r := &decBuf{Reader: bytes.NewReader(data), data: data, files: files}
 	dec := msgpack.GetDecoder()
 	dec.Reset(r)
 	err := dec.DecodeValue(rv.Elem())
