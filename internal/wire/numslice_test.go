@@ -145,7 +145,7 @@ func TestNumSliceBytesAreMsgpacks(t *testing.T) {
 	assert.Equal(t, []byte{0x95, 0x01, 0xff, 0xcc, 200, 0xd1, 0xff, 0x38, 0xce, 0, 1, 0x11, 0x70}, b)
 }
 
-type vec []float64  // a named slice type: still the loops
+type vec []float64   // a named slice type: still the loops
 type celsius float64 // a named element type: msgpack's way
 
 type withSlices struct {
