@@ -18,6 +18,11 @@
 // claims and depth) and [Check] (struct keys, the decode budget) on the
 // bytes first; decoders outside this package use [Validate], [Check] and
 // [Decode] for the same.
+//
+// Slices of Go numbers ([]float64, []int32, ...; a []byte is msgpack's
+// bin) are encoded and decoded by a loop over the slice rather than by
+// msgpack's reflection per element (see numslice.go), for every msgpack
+// encoder and decoder in the process; the bytes are msgpack's.
 package wire
 
 import (
