@@ -18,6 +18,11 @@
 // claims and depth) and [Check] (struct keys, the decode budget) on the
 // bytes first; decoders outside this package use [Validate], [Check] and
 // [Decode] for the same.
+//
+// Slices of Go numbers ([]float64, []int32, ...; a []byte is msgpack's
+// bin) are encoded and decoded by a loop over the slice rather than by
+// msgpack's reflection per element (see numslice.go), for every msgpack
+// encoder and decoder in the process; the bytes are msgpack's.
 package wire
 
 import (
@@ -159,6 +164,7 @@ type encBuf struct {
 // decoders find the descriptor table through Decoder.Buffered.
 type decBuf struct {
 	*bytes.Reader
+	data  []byte // what Reader reads, for decoders that parse in place
 	files *Files
 	// rebuilt holds the handles decoded so far that can be closed: if the
 	// value as a whole fails to decode, the caller gets only the error and
@@ -219,7 +225,7 @@ func Unmarshal(data []byte, files *Files, v any) error {
 		return err
 	}
 	rv := reflect.ValueOf(v)
-	r := &decBuf{Reader: bytes.NewReader(data), files: files}
+	r := &decBuf{Reader: bytes.NewReader(data), data: data, files: files}
 	dec := msgpack.GetDecoder()
 	dec.Reset(r)
 	err := dec.DecodeValue(rv.Elem())
