@@ -199,10 +199,20 @@ func decodeUintValue(d *msgpack.Decoder, v reflect.Value) error {
 }
 
 func decodeFloatValue(d *msgpack.Decoder, v reflect.Value) error {
-	if _, done, err := peekNumber(d, v, true); done {
+	c, done, err := peekNumber(d, v, true)
+	if done {
 		return err
 	}
-	f, err := d.DecodeFloat64()
+	var f float64
+	if c == msgpcode.Uint64 {
+		// msgpack's DecodeFloat64 reads a uint64 as an int64: one over
+		// math.MaxInt64 would arrive negative.
+		var u uint64
+		u, err = d.DecodeUint64()
+		f = float64(u)
+	} else {
+		f, err = d.DecodeFloat64()
+	}
 	if err != nil {
 		return err
 	}

@@ -304,3 +304,26 @@ func TestEncodeExtensionWithoutExportedFields(t *testing.T) {
 	_, _, err := Marshal(&extFn{3})
 	assert.NoError(t, err)
 }
+
+// TestDecodeBigUintIntoFloat: a uint64 over math.MaxInt64 decoded into a
+// float keeps its value (msgpack's own decoder reads it as an int64 and
+// gives a negative number), alone and in a slice.
+func TestDecodeBigUintIntoFloat(t *testing.T) {
+	b, err := msgpack.Marshal(uint64(math.MaxUint64))
+	require.NoError(t, err)
+	var f float64
+	require.NoError(t, Unmarshal(b, nil, &f))
+	assert.Equal(t, float64(math.MaxUint64), f)
+	var g float32
+	require.NoError(t, Unmarshal(b, nil, &g))
+	assert.Equal(t, float32(math.MaxUint64), g)
+
+	b, err = msgpack.Marshal([]uint64{math.MaxUint64, 1 << 63, 7})
+	require.NoError(t, err)
+	var fs []float64
+	require.NoError(t, Unmarshal(b, nil, &fs))
+	assert.Equal(t, []float64{math.MaxUint64, 1 << 63, 7}, fs)
+	var gs []float32
+	require.NoError(t, Unmarshal(b, nil, &gs))
+	assert.Equal(t, []float32{math.MaxUint64, 1 << 63, 7}, gs)
+}

@@ -484,13 +484,11 @@ func parseFloats[T float](dst []T, b []byte, et reflect.Type) (k, p int, err err
 		case codeFloat64:
 			f = math.Float64frombits(binary.BigEndian.Uint64(b[p+1:]))
 		default:
-			// msgpack's DecodeFloat64 reads every integer as an int64,
-			// a uint64 over math.MaxInt64 included.
 			i, u, big := intAt(b[p:])
-			if big {
-				i = int64(u)
-			}
 			f = float64(i)
+			if big {
+				f = float64(u) // over math.MaxInt64
+			}
 		}
 		if single && overflowFloat32(f) {
 			return k, p, rangeError(fmt.Sprintf("number %g", f), et)
