@@ -71,7 +71,7 @@ var rows = []row{
 	{"value_add", "./sharedmem", "ValueAdd", "adds/s", "adds/s", 1, true, "shared Value Add, uncontended (Python: += under get_lock)", ""},
 	{"", "./sharedmem", "ValueAddFloat", "adds/s", "adds/s", 1, true, "shared Value[float64] Add, uncontended", ""},
 	{"sharedmem_handoff", "./sharedmem", "HandOffShared", "MB/s", "MB/s", 1, true, "64 MiB of float64 to 2 workers to sum, through a shared Array (Python: RawArray)", ""},
-	{"queue_handoff", "./sharedmem", "HandOffQueue", "MB/s", "MB/s", 1, true, "the same 64 MiB through a Queue, 1 MiB items", ""},
+	{"queue_handoff", "./sharedmem", "HandOffQueue", "MB/s", "MB/s", 1, true, "the same 64 MiB through a Queue, 1 MiB items", "pipe_throughput_4KiB"},
 	{"", "./cluster", "ClusterStart", "ms/start", "ms", 1, false, "cluster: embedded NATS server Start + Connect", ""},
 	{"", "./cluster", "ClusterRoundTrip", "p50-us", "µs", 1, false, "cluster Queue Put→Get round trip, p50 (local queue: the ping-pong row)", ""},
 	{"", "./cluster", "ClusterThroughput1to1", "items/s", "items/s", 1, true, "cluster Queue, 1 producer process → 1 consumer", ""},
