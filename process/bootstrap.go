@@ -31,11 +31,9 @@ const EnvBootstrap = "MPGO_BOOTSTRAP_FD"
 //	parent -> worker: a bootstrap (msgpack), then the argument (its encoded
 //	                  bytes as they are, so a large one is never copied
 //	                  into a second message)
-//	worker -> parent: report{Kind: "armed"} from its init function, once its
-//	                  parent-death handler is in place (Start waits for
-//	                  it), report{Kind: "started"} once the function is
-//	                  about to run, then report{Kind: "error"} if it failed
-//	                  (or if start-up failed).
+//	worker -> parent: report{Kind: "started"} once the function is about
+//	                  to run, then report{Kind: "error"} if it failed (or
+//	                  if start-up failed).
 //
 // The parent keeps its end open while the worker runs: the worker sees end
 // of file on it when the parent is gone (the lifeline beside the parent-
@@ -43,7 +41,7 @@ const EnvBootstrap = "MPGO_BOOTSTRAP_FD"
 const (
 	bootstrapFD     = 3
 	firstHandleFD   = 4
-	protocolVersion = 2
+	protocolVersion = 3
 	// maxHeaderSize bounds the bootstrap without its argument: names and
 	// the key, far below this.
 	maxHeaderSize = 1 << 20
@@ -73,7 +71,7 @@ type bootstrap struct {
 }
 
 type report struct {
-	Kind    string   // "armed", "started" or "error"
+	Kind    string   // "started" or "error"
 	Message string   // for "error"; a second "error" (exit work failed) adds a line
 	Codes   []string // the sentinel errors Message matches (exithook.Codes)
 }
@@ -100,6 +98,16 @@ func writeMsg(fd int, v any) error {
 	if err != nil {
 		return err
 	}
+	return writeAll(fd, out)
+}
+
+// startedFrame is encodeMsg(report{Kind: "started"}) (a test checks it),
+// written as it is: every worker sends it, and encoding it would bring the
+// encoder's reflection into the start-up of a worker whose function
+// succeeds.
+const startedFrame = "\x00\x00\x00\x1e\x83\xa4Kind\xa7started\xa7Message\xa0\xa5Codes\xc0"
+
+func writeAll(fd int, out []byte) error {
 	for len(out) > 0 {
 		n, err := unix.Write(fd, out)
 		if err == unix.EINTR || err == unix.EAGAIN {

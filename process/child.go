@@ -78,6 +78,7 @@ func runChild(fd int) int {
 	var b bootstrap
 	r := fdReader(fd)
 	if err := readMsg(r, &b, maxHeaderSize); err != nil {
+		dieIfOrphaned()
 		// Not fatalReport: descriptor fd may be anything here.
 		fatal("no bootstrap on descriptor %d (%v): worker processes are started by process.Start, not by hand", fd, err)
 	}
@@ -89,6 +90,7 @@ func runChild(fd int) int {
 	}
 	arg, err := readFrame(r, maxArgSize)
 	if err != nil {
+		dieIfOrphaned()
 		fatalReport(fd, "cannot read the argument from the parent: %v", err)
 	}
 	child.active = true
@@ -129,7 +131,7 @@ func runChild(fd int) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
 	defer stop()
-	if err := writeMsg(fd, report{Kind: "started"}); err != nil {
+	if err := writeAll(fd, []byte(startedFrame)); err != nil {
 		return 1
 	}
 	err = call(ctx, e, arg, files)
@@ -154,6 +156,17 @@ func runChild(fd int) int {
 		return 1
 	}
 	return 0
+}
+
+// dieIfOrphaned ends, silently, a worker whose bootstrap could not be read
+// because its parent died while it sent it (during Start: a kill, not a
+// main that returned): there is no one to tell, and the failure to read is
+// not the worker's.
+func dieIfOrphaned() {
+	if early.booted != nil && unix.Getppid() != early.ppid {
+		unix.Kill(os.Getpid(), unix.SIGKILL)
+		select {}
+	}
 }
 
 // call runs the function and turns a panic into an error carrying the

@@ -50,11 +50,20 @@
 //
 // A child dies with its parent, whatever kills the parent (SIGKILL
 // included). Every child is started from one OS thread that lives while it
-// does, with PR_SET_PDEATHSIG set to SIGKILL; early in its start-up (in this
-// package's init function, before [Process.Start] returns) the child
-// replaces that signal with one it handles: it writes the line above on
-// stderr, unless it is a daemon, and kills itself with SIGKILL. It also does
-// so when its end of the bootstrap socket reports that the parent is gone.
+// does; early in its start-up (in this package's init function) the child
+// sets its parent-death signal (PR_SET_PDEATHSIG) to one it handles: it
+// writes the line above on stderr, unless it is a daemon, and kills itself
+// with SIGKILL (the Go runtime ignores that signal until then, so no
+// moment of the start-up dies of it silently). A parent that died before
+// then is seen once the handler is in place (the child's parent pid is no
+// longer the parent's), and again when the child's end of the bootstrap
+// socket reports that the parent is gone. Start does not wait for any of
+// this: it returns once the child is executing. A child whose parent was
+// killed while Start was still sending it its argument dies silently; one
+// whose start-up is held between this package's init function and [Init]
+// (a slow init function elsewhere) dies silently within 5 s; one held by
+// an init function that runs before this package's and never returns is
+// not reached.
 // A child that is stopped (SIGSTOP) when its parent dies does this once it
 // is continued. A worker joins its own non-daemon children when its
 // function returns; daemon children are terminated by [Shutdown] and may

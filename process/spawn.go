@@ -46,10 +46,12 @@ type exitStatus struct {
 	signal syscall.Signal
 }
 
-// Every child is started from one goroutine locked to one OS thread.
-// Pdeathsig fires when the *thread* that forked the child exits, not the
-// process (prctl(2); go.dev/issue/27505): children started from arbitrary
-// threads could be killed when the Go runtime retires one. The spawner
+// Every child is started from one goroutine locked to one OS thread. The
+// parent-death signal each child arms fires when the *thread* that forked
+// it exits, not the process (prctl(2); go.dev/issue/27505): children
+// started from arbitrary threads would be signalled when the Go runtime
+// retires one (they check their parent pid, but the signal is wasted work
+// and the lifeline is what remains should a check be wrong). The spawner
 // thread lives while any child it started lives; once the last one is
 // reaped the goroutine returns still locked, which retires the thread, so a
 // program (or a test checked by goleak) with no children has no spawner.
@@ -186,10 +188,10 @@ func spawn(b *bootstrap, arg []byte, handles []int, o *options) (*osProc, error)
 	attr := &syscall.ProcAttr{
 		Env:   env,
 		Files: files,
-		Sys: &syscall.SysProcAttr{
-			Pdeathsig: syscall.SIGKILL,
-			PidFD:     &pidfd,
-		},
+		// No Pdeathsig here: the worker arms its own, one it handles, in
+		// its init function (see watchParent). Armed here, a parent death
+		// before then would kill it silently.
+		Sys: &syscall.SysProcAttr{PidFD: &pidfd},
 	}
 	if noPidfd {
 		attr.Sys.PidFD = nil
@@ -225,31 +227,8 @@ func spawn(b *bootstrap, arg []byte, handles []int, o *options) (*osProc, error)
 	} else if _, err := proc.boot.Write(arg); err != nil {
 		proc.signal(syscall.SIGKILL)
 	}
-	first := proc.awaitArmed()
-	go proc.collectReports(first)
+	go proc.collectReports()
 	return proc, nil
-}
-
-// awaitArmed waits until the child has replaced the SIGKILL it was started
-// with by its own parent-death handler (its first report), and returns the
-// bytes read. Without this wait, a main that returns right after Start
-// would kill the child silently, before it could say why it dies. A child
-// that dies first, or is slower than bootGrace, is not waited for.
-func (p *osProc) awaitArmed() []byte {
-	p.boot.SetReadDeadline(time.Now().Add(bootGrace))
-	defer p.boot.SetReadDeadline(time.Time{})
-	var buf []byte
-	chunk := make([]byte, 512)
-	for {
-		n, err := p.boot.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		if len(buf) >= 4 && len(buf)-4 >= int(binary.BigEndian.Uint32(buf)) {
-			return buf // a whole frame: the "armed" report
-		}
-		if err != nil || len(buf) > maxReportSize {
-			return buf
-		}
-	}
 }
 
 // mergeEnv concatenates environment lists, a later entry for a key
@@ -487,11 +466,10 @@ func (p *osProc) finish() {
 // while it runs. Reading as it comes, rather than after the exit, matters:
 // a report larger than the socket buffer would otherwise block the child
 // in its write while we wait for it to exit.
-func (p *osProc) collectReports(first []byte) {
+func (p *osProc) collectReports() {
 	defer close(p.reported)
 	var buf cappedBuffer
 	buf.max = 2 * maxReportSize // more than a well-behaved child sends
-	buf.Write(first)
 	copyUntilExit(&buf, p.boot, buf.max)
 	r := bytes.NewReader(buf.b)
 	for {

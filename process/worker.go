@@ -3,6 +3,8 @@
 package process
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,37 +14,51 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // What a worker does before main, in this package's init function: that
 // runs on the process's first thread (the runtime locks the main goroutine
-// to it during initialization), the thread the parent armed the
-// parent-death signal on, and before the packages that use this one have
-// initialized.
+// to it during initialization), which names the process and carries its
+// parent-death signal, and before the packages that use this one have
+// initialized. Nothing here waits for the parent, and the parent does not
+// wait for it: Start returns once the worker is exec'd.
 func init() {
 	if _, ok := os.LookupEnv(EnvBootstrap); !ok {
 		return
 	}
 	early.booted = make(chan struct{})
 	early.inherited = inheritedFDs()
-	nameLikeParent()
-	watchParent()
-	if isBootstrapSocket(bootstrapFD) {
-		writeMsg(bootstrapFD, report{Kind: "armed"})
+	// The parent's pid from the bootstrap socket (the process that made
+	// it), not from getppid: the parent may be dead already, and this
+	// worker reparented.
+	early.ppid = bootstrapPeer(bootstrapFD)
+	if early.ppid == 0 {
+		early.ppid = unix.Getppid() // started by hand; Init says so
 	}
+	nameLikeParent(early.ppid)
+	watchParent()
 }
 
-// isBootstrapSocket tells the socket the parent gave from whatever a
-// binary started by hand with EnvBootstrap set has at that number.
-func isBootstrapSocket(fd int) bool {
+// bootstrapPeer returns the pid of the process that made the socket at fd
+// when it is the socket the parent gave (and not whatever a binary started
+// by hand with EnvBootstrap set has at that number), else 0.
+func bootstrapPeer(fd int) int {
 	if os.Getenv(EnvBootstrap) != strconv.Itoa(fd) {
-		return false
+		return 0
 	}
 	domain, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	typ, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	return err1 == nil && err2 == nil && domain == unix.AF_UNIX && typ == unix.SOCK_STREAM
+	if err1 != nil || err2 != nil || domain != unix.AF_UNIX || typ != unix.SOCK_STREAM {
+		return 0
+	}
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return 0
+	}
+	return int(cred.Pid)
 }
 
 var early struct {
@@ -59,12 +75,12 @@ var early struct {
 	gone   sync.Once
 }
 
-// sigParentDied is the parent-death signal a worker runs with once its
-// handler is in place: a real-time signal, which nothing else sends (Go's
-// runtime and the C library use none above 33). The parent arms SIGKILL,
-// which covers the worker's start-up whatever happens in it, but a process
-// killed by SIGKILL cannot say why it died; Start returns once the worker
-// has switched (see awaitArmed).
+// sigParentDied is the parent-death signal of a worker, armed in its init
+// function and handled there: a real-time signal, which nothing else sends
+// (Go's runtime and the C library use none above 33), and which the Go
+// runtime ignores until it is handled, so that no moment of the worker's
+// start-up dies of it silently. A parent that dies before it is armed is
+// seen by runChild: the worker's parent pid is no longer the parent's.
 const sigParentDied = syscall.Signal(60)
 
 // bootGrace bounds how long a worker whose parent died waits for its own
@@ -72,23 +88,56 @@ const sigParentDied = syscall.Signal(60)
 // its name and whether it is a daemon, before it dies silently.
 const bootGrace = 5 * time.Second
 
+// inheritedFDs lists, with raw system calls (this runs in every worker's
+// start-up, before main), the descriptors above 2 that are not
+// close-on-exec.
 func inheritedFDs() []int {
-	ents, err := os.ReadDir("/proc/self/fd")
+	dir, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
+	defer unix.Close(dir)
 	var fds []int
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 {
+	var buf [2048]byte
+	for {
+		n, err := unix.Getdents(dir, buf[:])
+		if err == unix.EINTR {
 			continue
 		}
-		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-		if err == nil && flags&unix.FD_CLOEXEC == 0 {
-			fds = append(fds, fd)
+		if err != nil || n <= 0 {
+			return fds
+		}
+		// struct linux_dirent64: ino, off (8 bytes each), reclen (2),
+		// type (1), then the NUL-terminated name.
+		for b := buf[:n]; len(b) >= 19; {
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				break
+			}
+			fd, ok := atoi(b[19:reclen])
+			b = b[reclen:]
+			if !ok || fd <= 2 || fd == dir {
+				continue
+			}
+			flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			if err == nil && flags&unix.FD_CLOEXEC == 0 {
+				fds = append(fds, fd)
+			}
 		}
 	}
-	return fds
+}
+
+// atoi parses the decimal number at the start of a NUL-padded name.
+func atoi(name []byte) (int, bool) {
+	n, digits := 0, 0
+	for _, c := range name {
+		if c < '0' || c > '9' || n > 1<<30 {
+			break
+		}
+		n = n*10 + int(c-'0')
+		digits++
+	}
+	return n, digits > 0
 }
 
 // closeInherited closes the descriptors that came through exec other than
@@ -111,39 +160,80 @@ func closeInherited(keep int) {
 // nameLikeParent gives the worker its parent's command name (comm, what
 // ps, top and pgrep show and match), which exec from /proc/self/exe set to
 // "exe". Each thread has its own; the ones started from now on copy it
-// from the thread that starts them.
-func nameLikeParent() {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(unix.Getppid()) + "/comm")
-	name := strings.TrimSuffix(string(b), "\n")
-	if (err != nil || name == "") && len(os.Args) > 0 {
-		name = filepath.Base(strings.SplitN(os.Args[0], ": ", 2)[0])
+// from the thread that starts them. Raw system calls: this runs in every
+// worker's start-up.
+func nameLikeParent(ppid int) {
+	var name []byte
+	var buf [64]byte
+	if fd, err := unix.Open("/proc/"+strconv.Itoa(ppid)+"/comm", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		n, err := unix.Read(fd, buf[:])
+		unix.Close(fd)
+		if err == nil && n > 0 {
+			name = bytes.TrimSuffix(buf[:n], []byte("\n"))
+		}
 	}
-	if name == "" {
+	if len(name) == 0 && len(os.Args) > 0 {
+		name = []byte(filepath.Base(strings.SplitN(os.Args[0], ": ", 2)[0]))
+	}
+	if len(name) == 0 {
 		return
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
+	// This thread (the process's first, whose comm is the process's) at
+	// once; then the others the runtime has started so far.
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append(name[:len(name):len(name)], 0)[0])), 0, 0, 0)
+	dir, err := unix.Open("/proc/self/task", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	for _, t := range tasks {
-		os.WriteFile("/proc/self/task/"+t.Name()+"/comm", []byte(name), 0)
+	defer unix.Close(dir)
+	self := unix.Gettid()
+	var dents [2048]byte
+	for {
+		n, err := unix.Getdents(dir, dents[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			return
+		}
+		for b := dents[:n]; len(b) >= 19; {
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				break
+			}
+			tid, ok := atoi(b[19:reclen])
+			b = b[reclen:]
+			if !ok || tid == self {
+				continue
+			}
+			fd, err := unix.Open("/proc/self/task/"+strconv.Itoa(tid)+"/comm", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+			if err == nil {
+				unix.Write(fd, name)
+				unix.Close(fd)
+			}
+		}
 	}
 }
 
-// watchParent replaces the SIGKILL the parent armed with sigParentDied,
-// handled here: the worker then says it dies because its parent ended
-// without joining it, and dies. The lifeline (runChild) is the second way
-// the death is seen, should the signal be lost to a program that resets
-// its signal handlers.
+// watchParent arms sigParentDied on this thread (the first, which lives as
+// long as the process) and handles it on a goroutine of its own, so that
+// the start-up goes on meanwhile: the worker then says it dies because its
+// parent ended without joining it, and dies. Until the handler is in
+// place the runtime ignores the signal; a death before that is seen by
+// the check of the parent pid that follows it (and by runChild's). The lifeline (runChild) is the
+// second way the death is seen, should the signal be lost to a program
+// that resets its signal handlers.
 func watchParent() {
-	early.ppid = unix.Getppid()
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, sigParentDied)
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sigParentDied), 0, 0, 0); err != nil {
-		signal.Stop(c) // SIGKILL stays armed
-		return
+		return // the lifeline and runChild's check remain
 	}
 	go func() {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, sigParentDied)
+		// A death before Notify returned was ignored by the runtime.
+		if unix.Getppid() != early.ppid {
+			parentGone()
+		}
 		for range c {
 			// The signal also comes when the parent's thread that started
 			// us exits while the parent lives on, and anyone may send it.
