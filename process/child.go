@@ -129,7 +129,7 @@ func runChild(fd int) int {
 
 	go lifeline(fd)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
+	ctx, stop := interruptible()
 	defer stop()
 	if err := writeAll(fd, []byte(startedFrame)); err != nil {
 		return 1
@@ -156,6 +156,20 @@ func runChild(fd int) int {
 		return 1
 	}
 	return 0
+}
+
+// interruptible returns the function's ctx, which SIGINT cancels from now
+// on (see handleSignals).
+func interruptible() (context.Context, context.CancelFunc) {
+	if early.handled == nil { // the variable was set after start-up
+		return signal.NotifyContext(context.Background(), syscall.SIGINT)
+	}
+	<-early.handled
+	ctx, cancel := context.WithCancelCause(context.Background())
+	early.mu.Lock()
+	early.interrupt = cancel
+	early.mu.Unlock()
+	return ctx, func() { cancel(nil) }
 }
 
 // dieIfOrphaned ends, silently, a worker whose bootstrap could not be read

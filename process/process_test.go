@@ -213,6 +213,21 @@ func TestSignals(t *testing.T) {
 	}
 }
 
+// Interrupt before the child's function has started ends the child as
+// SIGINT does without a handler, even once the child handles SIGINT (it
+// does from early in its start-up, to cancel the function's ctx later).
+// The child here sleeps between its start-up and Init.
+func TestInterruptBeforeFunction(t *testing.T) {
+	p := process.New(noop, struct{}{}, process.WithEnv("MPGO_TEST_INIT_DELAY=1m"))
+	require.NoError(t, p.Start())
+	time.Sleep(200 * time.Millisecond) // past the start-up, in the sleep
+	require.NoError(t, p.Interrupt())
+	var ee *process.ExitError
+	require.ErrorAs(t, p.Join(testbin.ContextFor(t, 5*time.Second+testbin.Slack)), &ee)
+	assert.Equal(t, -2, ee.Code)
+	assert.Equal(t, syscall.SIGINT, ee.Signal)
+}
+
 func TestJoinContext(t *testing.T) {
 	p := startBlocked(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)

@@ -4,7 +4,9 @@ package process
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -38,8 +40,17 @@ func init() {
 	if early.ppid == 0 {
 		early.ppid = unix.Getppid() // started by hand; Init says so
 	}
-	nameLikeParent(early.ppid)
-	watchParent()
+	if name := parentName(early.ppid); len(name) > 0 {
+		// This thread's name is the process's, the one ps, top and pgrep
+		// show; the threads it starts from now on copy it. The runtime's
+		// few threads started before keep "exe": renaming each through
+		// /proc costs a tenth of a millisecond of every start.
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append(name, 0)[0])), 0, 0, 0)
+	}
+	// Armed on this thread, which lives as long as the process.
+	armed := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sigParentDied), 0, 0, 0) == nil
+	early.handled = make(chan struct{})
+	go handleSignals(armed)
 }
 
 // bootstrapPeer returns the pid of the process that made the socket at fd
@@ -73,6 +84,12 @@ var early struct {
 	// booted is closed once runChild has read the bootstrap and set child.
 	booted chan struct{}
 	gone   sync.Once
+	// handled is closed once handleSignals has its handlers in place.
+	handled chan struct{}
+	// interrupt cancels the function's ctx: SIGINT calls it once runChild
+	// has set it, under mu.
+	mu        sync.Mutex
+	interrupt context.CancelCauseFunc
 }
 
 // sigParentDied is the parent-death signal of a worker, armed in its init
@@ -157,91 +174,81 @@ func closeInherited(keep int) {
 	early.inherited = nil
 }
 
-// nameLikeParent gives the worker its parent's command name (comm, what
-// ps, top and pgrep show and match), which exec from /proc/self/exe set to
-// "exe". Each thread has its own; the ones started from now on copy it
-// from the thread that starts them. Raw system calls: this runs in every
-// worker's start-up.
-func nameLikeParent(ppid int) {
-	var name []byte
+// parentName returns the parent's command name (comm, what ps, top and
+// pgrep show and match), which the worker takes instead of the "exe" that
+// exec from /proc/self/exe gave it; the program's name from argv[0] if
+// the parent's is not there to read.
+func parentName(ppid int) []byte {
 	var buf [64]byte
 	if fd, err := unix.Open("/proc/"+strconv.Itoa(ppid)+"/comm", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 		n, err := unix.Read(fd, buf[:])
 		unix.Close(fd)
-		if err == nil && n > 0 {
-			name = bytes.TrimSuffix(buf[:n], []byte("\n"))
+		if err == nil && n > 1 {
+			return bytes.TrimSuffix(buf[:n], []byte("\n"))
 		}
 	}
-	if len(name) == 0 && len(os.Args) > 0 {
-		name = []byte(filepath.Base(strings.SplitN(os.Args[0], ": ", 2)[0]))
+	if len(os.Args) > 0 {
+		return []byte(filepath.Base(strings.SplitN(os.Args[0], ": ", 2)[0]))
 	}
-	if len(name) == 0 {
-		return
+	return nil
+}
+
+// handleSignals handles, on a goroutine of its own so that the start-up
+// goes on meanwhile, the two signals a worker handles: sigParentDied
+// (armed is whether the parent-death signal is set) and SIGINT. Its
+// handlers are in place when early.handled is closed.
+//
+// sigParentDied: the worker says it dies because its parent ended without
+// joining it, and dies. Until the handler is in place the runtime ignores
+// the signal; a death before that is seen by the check of the parent pid
+// that follows it (and by runChild's). The lifeline (runChild) is the
+// second way the death is seen, should the signal be lost to a program
+// that resets its signal handlers.
+//
+// SIGINT (Process.Interrupt) cancels the function's ctx once runChild has
+// set early.interrupt, and does nothing more after that, as
+// signal.NotifyContext does; before, it ends the worker as it would
+// without a handler. One goroutine and one call to signal.Notify for both:
+// each costs start-up time.
+func handleSignals(armed bool) {
+	c := make(chan os.Signal, 4)
+	if armed {
+		signal.Notify(c, sigParentDied, syscall.SIGINT)
+	} else {
+		signal.Notify(c, syscall.SIGINT)
 	}
-	// This thread (the process's first, whose comm is the process's) at
-	// once; then the others the runtime has started so far.
-	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append(name[:len(name):len(name)], 0)[0])), 0, 0, 0)
-	dir, err := unix.Open("/proc/self/task", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
+	close(early.handled)
+	// A death before Notify returned was ignored by the runtime.
+	if armed && unix.Getppid() != early.ppid {
+		parentGone()
 	}
-	defer unix.Close(dir)
-	self := unix.Gettid()
-	var dents [2048]byte
-	for {
-		n, err := unix.Getdents(dir, dents[:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n <= 0 {
-			return
-		}
-		for b := dents[:n]; len(b) >= 19; {
-			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-			if reclen < 19 || reclen > len(b) {
-				break
-			}
-			tid, ok := atoi(b[19:reclen])
-			b = b[reclen:]
-			if !ok || tid == self {
-				continue
-			}
-			fd, err := unix.Open("/proc/self/task/"+strconv.Itoa(tid)+"/comm", unix.O_WRONLY|unix.O_CLOEXEC, 0)
-			if err == nil {
-				unix.Write(fd, name)
-				unix.Close(fd)
-			}
+	for s := range c {
+		if s == syscall.SIGINT {
+			interrupted()
+		} else if unix.Getppid() != early.ppid {
+			// The signal also comes when the parent's thread that
+			// started us exits while the parent lives on, and anyone
+			// may send it.
+			parentGone()
 		}
 	}
 }
 
-// watchParent arms sigParentDied on this thread (the first, which lives as
-// long as the process) and handles it on a goroutine of its own, so that
-// the start-up goes on meanwhile: the worker then says it dies because its
-// parent ended without joining it, and dies. Until the handler is in
-// place the runtime ignores the signal; a death before that is seen by
-// the check of the parent pid that follows it (and by runChild's). The lifeline (runChild) is the
-// second way the death is seen, should the signal be lost to a program
-// that resets its signal handlers.
-func watchParent() {
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sigParentDied), 0, 0, 0); err != nil {
-		return // the lifeline and runChild's check remain
+// errInterrupted is the cause of the ctx of a function ended by SIGINT,
+// the text signal.NotifyContext gives.
+var errInterrupted = errors.New("interrupt signal received")
+
+func interrupted() {
+	early.mu.Lock()
+	defer early.mu.Unlock()
+	if early.interrupt != nil {
+		early.interrupt(errInterrupted)
+		return
 	}
-	go func() {
-		c := make(chan os.Signal, 1)
-		signal.Notify(c, sigParentDied)
-		// A death before Notify returned was ignored by the runtime.
-		if unix.Getppid() != early.ppid {
-			parentGone()
-		}
-		for range c {
-			// The signal also comes when the parent's thread that started
-			// us exits while the parent lives on, and anyone may send it.
-			if unix.Getppid() != early.ppid {
-				parentGone()
-			}
-		}
-	}()
+	// The function has not started: end the worker as SIGINT's default
+	// action does (the runtime's, with no handler, exit code -2).
+	signal.Reset(syscall.SIGINT)
+	unix.Kill(os.Getpid(), unix.SIGINT)
 }
 
 // parentGone ends a worker whose parent died. A non-daemon worker first
