@@ -35,9 +35,8 @@ const EnvBootstrap = "MPGO_BOOTSTRAP_FD"
 //	                  to run, then report{Kind: "error"} if it failed (or
 //	                  if start-up failed).
 //
-// The parent keeps its end open while the worker runs: the worker sees end
-// of file on it when the parent is gone (the lifeline beside the parent-
-// death signal).
+// The parent keeps its end open while the worker runs: the worker sees it
+// closed when the parent is gone, whatever ended it (watchParent).
 const (
 	bootstrapFD     = 3
 	firstHandleFD   = 4

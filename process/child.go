@@ -106,10 +106,9 @@ func runChild(fd int) int {
 	if early.booted != nil { // nil if the variable was set after start-up
 		close(early.booted)
 	}
-	// The parent may have died before the parent-death signal was armed in
-	// this process (it only covers deaths after the prctl). Compare with
-	// the pid it recorded, never with 1: in a container the parent may be
-	// pid 1.
+	// The parent may have died already (watchParent sees that too, but the
+	// worker must not run its function first). Compare with the pid it
+	// recorded, never with 1: in a container the parent may be pid 1.
 	if unix.Getppid() != b.ParentPid {
 		parentGone()
 	}
@@ -127,7 +126,9 @@ func runChild(fd int) int {
 	}
 	files := wire.Received(fds)
 
-	go lifeline(fd)
+	if !early.watched {
+		go lifeline(fd)
+	}
 
 	ctx, stop := interruptible()
 	defer stop()
@@ -209,10 +210,8 @@ func call(ctx context.Context, e entry, arg []byte, files *wire.Files) error {
 }
 
 // lifeline ends the process when the parent is gone: its end of the
-// bootstrap socket reaches end of file. The parent-death signal normally
-// comes first; this covers the cases it misses (it is cleared by
-// set-user-ID execs, a program may ignore it, and it follows the parent's
-// thread, go.dev/issue/27505).
+// bootstrap socket reaches end of file. It is watchParent's stand-in in a
+// worker whose init function did not see EnvBootstrap.
 func lifeline(fd int) {
 	var b [64]byte
 	for {

@@ -49,21 +49,17 @@
 // # No orphans
 //
 // A child dies with its parent, whatever kills the parent (SIGKILL
-// included). Every child is started from one OS thread that lives while it
-// does; early in its start-up (in this package's init function) the child
-// sets its parent-death signal (PR_SET_PDEATHSIG) to one it handles: it
-// writes the line above on stderr, unless it is a daemon, and kills itself
-// with SIGKILL (the Go runtime ignores that signal until then, so no
-// moment of the start-up dies of it silently). A parent that died before
-// then is seen once the handler is in place (the child's parent pid is no
-// longer the parent's), and again when the child's end of the bootstrap
-// socket reports that the parent is gone. Start does not wait for any of
-// this: it returns once the child is executing. A child whose parent was
-// killed while Start was still sending it its argument dies silently; one
-// whose start-up is held between this package's init function and [Init]
-// (a slow init function elsewhere) dies silently within 5 s; one held by
-// an init function that runs before this package's and never returns is
-// not reached.
+// included): from early in its start-up (this package's init function) it
+// watches its end of the bootstrap socket, which the kernel closes on the
+// parent's side when the parent ends, and it then writes the line above on
+// stderr, unless it is a daemon, and kills itself with SIGKILL. This holds
+// from the start of its life (a parent dead before then is seen at once)
+// and [Process.Start] does not wait for it: it returns once the child is
+// executing. A child whose parent was killed while Start was still sending
+// it its argument dies silently; one whose start-up is held between this
+// package's init function and [Init] (a slow init function elsewhere) dies
+// silently within 5 s; one held forever by an init function that runs
+// before this package's is not reached.
 // A child that is stopped (SIGSTOP) when its parent dies does this once it
 // is continued. A worker joins its own non-daemon children when its
 // function returns; daemon children are terminated by [Shutdown] and may

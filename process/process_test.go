@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -487,12 +488,52 @@ func TestJoinEndedCtxAfterExit(t *testing.T) {
 	}
 }
 
-// The spawner thread retires whenever the last child is reaped, and a new
-// one starts with the next Start. With several goroutines starting and
-// joining one child at a time, the count of live children keeps touching
-// zero while other Starts are in flight: a child forked on a thread about
-// to retire would be killed by its Pdeathsig (exit -9).
-func TestSpawnerRetirementChurn(t *testing.T) {
+// A child started from a thread that then exits (a goroutine that returns
+// locked to its thread retires it) lives on: a child ends with its parent
+// process, not with the thread that forked it (as prctl's parent-death
+// signal would have it, go.dev/issue/27505).
+func TestStartFromRetiredThread(t *testing.T) {
+	a, b, err := pipe.Pipe()
+	require.NoError(t, err)
+	defer a.Close()
+	started := make(chan *process.Process)
+	var startOnOwnThread func()
+	startOnOwnThread = func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with us
+		if syscall.Gettid() == os.Getpid() {
+			// The main thread never exits: start from another one, which
+			// cannot be this one while we hold it.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				startOnOwnThread()
+			}()
+			<-done
+			runtime.UnlockOSThread()
+			return
+		}
+		p := process.New(block, b)
+		if err := p.Start(); err != nil {
+			t.Error(err)
+		}
+		b.Close()
+		started <- p
+	}
+	go startOnOwnThread()
+	p := <-started
+	var pid int
+	require.NoError(t, a.Recv(&pid))
+	time.Sleep(100 * time.Millisecond) // the thread is gone by now
+	require.True(t, p.IsAlive())
+	require.NoError(t, p.Interrupt())
+	var ee *process.ExitError
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
+	assert.Equal(t, 1, ee.Code, "it ran until interrupted")
+	assert.Equal(t, "context canceled", ee.Message)
+}
+
+// Starts and joins from several goroutines at once.
+func TestStartChurn(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {

@@ -23,10 +23,10 @@ import (
 
 // What a worker does before main, in this package's init function: that
 // runs on the process's first thread (the runtime locks the main goroutine
-// to it during initialization), which names the process and carries its
-// parent-death signal, and before the packages that use this one have
-// initialized. Nothing here waits for the parent, and the parent does not
-// wait for it: Start returns once the worker is exec'd.
+// to it during initialization), whose name is the process's, and before
+// the packages that use this one have initialized. Nothing here waits for
+// the parent, and the parent does not wait for it: Start returns once the
+// worker is executing.
 func init() {
 	if _, ok := os.LookupEnv(EnvBootstrap); !ok {
 		return
@@ -37,7 +37,10 @@ func init() {
 	// it), not from getppid: the parent may be dead already, and this
 	// worker reparented.
 	early.ppid = bootstrapPeer(bootstrapFD)
-	if early.ppid == 0 {
+	if early.ppid != 0 {
+		early.watched = true
+		go watchParent(bootstrapFD)
+	} else {
 		early.ppid = unix.Getppid() // started by hand; Init says so
 	}
 	if name := parentName(early.ppid); len(name) > 0 {
@@ -47,10 +50,8 @@ func init() {
 		// /proc costs a tenth of a millisecond of every start.
 		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append(name, 0)[0])), 0, 0, 0)
 	}
-	// Armed on this thread, which lives as long as the process.
-	armed := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sigParentDied), 0, 0, 0) == nil
 	early.handled = make(chan struct{})
-	go handleSignals(armed)
+	go handleInterrupt()
 }
 
 // bootstrapPeer returns the pid of the process that made the socket at fd
@@ -84,21 +85,15 @@ var early struct {
 	// booted is closed once runChild has read the bootstrap and set child.
 	booted chan struct{}
 	gone   sync.Once
-	// handled is closed once handleSignals has its handlers in place.
+	// watched is set when watchParent watches the bootstrap socket.
+	watched bool
+	// handled is closed once handleInterrupt handles SIGINT.
 	handled chan struct{}
 	// interrupt cancels the function's ctx: SIGINT calls it once runChild
 	// has set it, under mu.
 	mu        sync.Mutex
 	interrupt context.CancelCauseFunc
 }
-
-// sigParentDied is the parent-death signal of a worker, armed in its init
-// function and handled there: a real-time signal, which nothing else sends
-// (Go's runtime and the C library use none above 33), and which the Go
-// runtime ignores until it is handled, so that no moment of the worker's
-// start-up dies of it silently. A parent that dies before it is armed is
-// seen by runChild: the worker's parent pid is no longer the parent's.
-const sigParentDied = syscall.Signal(60)
 
 // bootGrace bounds how long a worker whose parent died waits for its own
 // bootstrap to be read (the parent may exit right after Start), to know
@@ -193,44 +188,44 @@ func parentName(ppid int) []byte {
 	return nil
 }
 
-// handleSignals handles, on a goroutine of its own so that the start-up
-// goes on meanwhile, the two signals a worker handles: sigParentDied
-// (armed is whether the parent-death signal is set) and SIGINT. Its
-// handlers are in place when early.handled is closed.
-//
-// sigParentDied: the worker says it dies because its parent ended without
-// joining it, and dies. Until the handler is in place the runtime ignores
-// the signal; a death before that is seen by the check of the parent pid
-// that follows it (and by runChild's). The lifeline (runChild) is the
-// second way the death is seen, should the signal be lost to a program
-// that resets its signal handlers.
-//
-// SIGINT (Process.Interrupt) cancels the function's ctx once runChild has
-// set early.interrupt, and does nothing more after that, as
-// signal.NotifyContext does; before, it ends the worker as it would
-// without a handler. One goroutine and one call to signal.Notify for both:
-// each costs start-up time.
-func handleSignals(armed bool) {
-	c := make(chan os.Signal, 4)
-	if armed {
-		signal.Notify(c, sigParentDied, syscall.SIGINT)
-	} else {
-		signal.Notify(c, syscall.SIGINT)
-	}
-	close(early.handled)
-	// A death before Notify returned was ignored by the runtime.
-	if armed && unix.Getppid() != early.ppid {
-		parentGone()
-	}
-	for s := range c {
-		if s == syscall.SIGINT {
-			interrupted()
-		} else if unix.Getppid() != early.ppid {
-			// The signal also comes when the parent's thread that
-			// started us exits while the parent lives on, and anyone
-			// may send it.
+// watchParent ends the worker when its parent is gone, whatever ended it:
+// the parent's end of the bootstrap socket (which no other process holds:
+// it is close-on-exec) is then closed, which poll reports (POLLRDHUP) with
+// or without data left to read, and from the start of the worker's life.
+// The worker then says it dies because its parent ended without joining
+// it, and dies (parentGone). It waits in a system call of its own, on a
+// thread of its own, from this package's init function on; no signal is
+// involved, so a parent's death at any moment of the worker's start-up is
+// seen, and no handler has to be set up first.
+func watchParent(fd int) {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		p[0].Revents = 0
+		n, err := unix.Poll(p, -1)
+		if err != nil {
+			if err != unix.EINTR {
+				time.Sleep(10 * time.Millisecond) // ENOMEM: try again
+			}
+			continue
+		}
+		if n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
 			parentGone()
 		}
+	}
+}
+
+// handleInterrupt handles SIGINT, on a goroutine of its own so that the
+// start-up goes on meanwhile (signal.Notify waits for the runtime's
+// signal thread). SIGINT (Process.Interrupt) cancels the function's ctx
+// once runChild has set early.interrupt, and does nothing more after that,
+// as signal.NotifyContext does; before, it ends the worker as it would
+// without a handler.
+func handleInterrupt() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGINT)
+	close(early.handled)
+	for range c {
+		interrupted()
 	}
 }
 
