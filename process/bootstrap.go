@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"sync"
 	"unicode/utf8"
 
@@ -176,28 +177,34 @@ func (f fdReader) Read(p []byte) (int, error) {
 	}
 }
 
-var (
-	exeIDOnce sync.Once
-	exeID     string
-)
-
 // selfID identifies the running executable file, so that a child can tell
 // it was started from the same build as its parent. /proc/self/exe names
 // the inode the process was started from even if the path was replaced.
-func selfID() string {
-	exeIDOnce.Do(func() {
-		var st unix.Stat_t
-		if err := unix.Stat(selfPath(), &st); err != nil {
-			exeID = "unknown"
-			return
+// Every worker computes it at start-up: one stat, no fmt.
+var selfID = sync.OnceValue(func() string {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/exe", &st) != nil && unix.Stat(selfPath(), &st) != nil {
+		return "unknown"
+	}
+	b := make([]byte, 0, 64)
+	for i, n := range []uint64{st.Dev, st.Ino, uint64(st.Size)} {
+		if i > 0 {
+			b = append(b, ':')
 		}
-		exeID = fmt.Sprintf("%x:%x:%x:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
-	})
-	return exeID
-}
+		b = strconv.AppendUint(b, n, 16)
+	}
+	b = append(b, ':')
+	b = strconv.AppendInt(b, st.Mtim.Sec, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, st.Mtim.Nsec, 10)
+	return string(b)
+})
 
-func selfPath() string {
-	if _, err := os.Stat("/proc/self/exe"); err == nil {
+// selfPath is the path a child is started from: /proc/self/exe, or where
+// /proc is not mounted, the executable's path.
+var selfPath = sync.OnceValue(func() string {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/exe", &st) == nil {
 		return "/proc/self/exe"
 	}
 	p, err := os.Executable()
@@ -205,7 +212,7 @@ func selfPath() string {
 		return os.Args[0]
 	}
 	return p
-}
+})
 
 // clipMessage shortens s to about max bytes, keeping its head and its tail.
 func clipMessage(s string, max int) string {

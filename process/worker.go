@@ -193,10 +193,10 @@ func parentName(ppid int) []byte {
 // it is close-on-exec) is then closed, which poll reports (POLLRDHUP) with
 // or without data left to read, and from the start of the worker's life.
 // The worker then says it dies because its parent ended without joining
-// it, and dies (parentGone). It waits in a system call of its own, on a
-// thread of its own, from this package's init function on; no signal is
-// involved, so a parent's death at any moment of the worker's start-up is
-// seen, and no handler has to be set up first.
+// it, and dies (parentGone). It waits in a system call, on a thread of its
+// own, from this package's init function on; no signal is involved, so a
+// parent's death at any moment of the worker's start-up is seen, and no
+// handler has to be set up first.
 func watchParent(fd int) {
 	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
 	for {
