@@ -166,6 +166,11 @@ func interruptible() (context.Context, context.CancelFunc) {
 		return signal.NotifyContext(context.Background(), syscall.SIGINT)
 	}
 	<-early.handled
+	if signal.Ignored(syscall.SIGINT) {
+		// A package's init function has ignored it since: take it back
+		// for the function's ctx, as signal.NotifyContext here would.
+		signal.Notify(early.intC, syscall.SIGINT)
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	early.mu.Lock()
 	early.interrupt = cancel

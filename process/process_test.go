@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MPGO_TEST_ORPHAN") != "" {
 		orphanParent()
 	}
+	if os.Getenv("MPGO_TEST_SIGINT_IGNORED") != "" {
+		sigintIgnoredParent()
+	}
 	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
 
@@ -227,6 +230,50 @@ func TestInterruptBeforeFunction(t *testing.T) {
 	require.ErrorAs(t, p.Join(testbin.ContextFor(t, 5*time.Second+testbin.Slack)), &ee)
 	assert.Equal(t, -2, ee.Code)
 	assert.Equal(t, syscall.SIGINT, ee.Signal)
+}
+
+// sigintIgnoredParent is what the test binary does when
+// TestInterruptIgnoredAtStart runs it with SIGINT ignored: it interrupts a
+// child before its function runs (ignored, as SIGINT is in the child), then
+// once it runs (its ctx ends), and prints what Join returned.
+func sigintIgnoredParent() {
+	a, b, err := pipe.Pipe()
+	if err != nil {
+		panic(err)
+	}
+	p := process.New(block, b, process.WithEnv("MPGO_TEST_INIT_DELAY=500ms"))
+	if err := p.Start(); err != nil {
+		panic(err)
+	}
+	b.Close()
+	time.Sleep(200 * time.Millisecond) // past the start-up, in the sleep
+	if err := p.Interrupt(); err != nil {
+		panic(err)
+	}
+	var pid int
+	if err := a.Recv(&pid); err != nil {
+		fmt.Println("the child did not reach its function:", err)
+		os.Exit(0)
+	}
+	if err := p.Interrupt(); err != nil {
+		panic(err)
+	}
+	fmt.Println(p.Join(context.Background()))
+	os.Exit(0)
+}
+
+// A child whose SIGINT is ignored from the start (inherited, as under
+// nohup or in a shell's background job) ignores an Interrupt before its
+// function runs, as it would without a handler; once the function runs,
+// Interrupt cancels its ctx.
+func TestInterruptIgnoredAtStart(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.CommandContext(testbin.Context(t), "sh", "-c", `trap "" INT; exec "$0" -test.run='^$'`, exe)
+	cmd.Env = append(os.Environ(), "MPGO_TEST_SIGINT_IGNORED=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "exited with code 1: context canceled")
 }
 
 func TestJoinContext(t *testing.T) {

@@ -51,6 +51,7 @@ func init() {
 		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append(name, 0)[0])), 0, 0, 0)
 	}
 	early.handled = make(chan struct{})
+	early.intC = make(chan os.Signal, 1)
 	go handleInterrupt()
 }
 
@@ -87,8 +88,11 @@ var early struct {
 	gone   sync.Once
 	// watched is set when watchParent watches the bootstrap socket.
 	watched bool
-	// handled is closed once handleInterrupt handles SIGINT.
-	handled chan struct{}
+	// handled is closed once handleInterrupt handles SIGINT, which comes
+	// on intC; intIgnored is whether it was ignored before.
+	handled    chan struct{}
+	intC       chan os.Signal
+	intIgnored bool
 	// interrupt cancels the function's ctx: SIGINT calls it once runChild
 	// has set it, under mu.
 	mu        sync.Mutex
@@ -221,10 +225,13 @@ func watchParent(fd int) {
 // as signal.NotifyContext does; before, it ends the worker as it would
 // without a handler.
 func handleInterrupt() {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGINT)
+	// Ignored from the start (nohup, a shell's background job), SIGINT
+	// stays ignored until the function runs, as it would without a
+	// handler. Notify forgets that: ask first.
+	early.intIgnored = signal.Ignored(syscall.SIGINT)
+	signal.Notify(early.intC, syscall.SIGINT)
 	close(early.handled)
-	for range c {
+	for range early.intC {
 		interrupted()
 	}
 }
@@ -238,6 +245,9 @@ func interrupted() {
 	defer early.mu.Unlock()
 	if early.interrupt != nil {
 		early.interrupt(errInterrupted)
+		return
+	}
+	if early.intIgnored {
 		return
 	}
 	// The function has not started: end the worker as SIGINT's default
