@@ -70,7 +70,8 @@
 // The environment of the parent (plus [WithEnv]) and the parent's os.Args.
 // Its argv[0] as the system shows it is the parent's followed by the process
 // name ("prog: Process-3" in ps -o args), and its command name (comm: ps,
-// top, pgrep) is the parent's. Its descriptors are 0-2 (stdin is
+// top, pgrep) is the parent's (that of its first thread: the runtime's
+// other threads keep "exe", as ps -L shows). Its descriptors are 0-2 (stdin is
 // /dev/null) and the handles in its argument: a descriptor the parent holds
 // without close-on-exec (inherited from a shell, opened with syscall.Open)
 // is closed in the child before its function runs, as Python's spawn does.
