@@ -215,6 +215,9 @@ func watchParent(fd int) {
 		if n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
 			parentGone()
 		}
+		if n > 0 && p[0].Revents&unix.POLLNVAL != 0 {
+			return // the program closed the socket: nothing left to watch
+		}
 	}
 }
 
