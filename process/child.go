@@ -160,7 +160,7 @@ func runChild(fd int) int {
 }
 
 // interruptible returns the function's ctx, which SIGINT cancels from now
-// on (see handleSignals).
+// on (see handleInterrupt).
 func interruptible() (context.Context, context.CancelFunc) {
 	if early.handled == nil { // the variable was set after start-up
 		return signal.NotifyContext(context.Background(), syscall.SIGINT)
