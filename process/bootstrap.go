@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"sync"
 	"unicode/utf8"
 
@@ -31,19 +32,16 @@ const EnvBootstrap = "MPGO_BOOTSTRAP_FD"
 //	parent -> worker: a bootstrap (msgpack), then the argument (its encoded
 //	                  bytes as they are, so a large one is never copied
 //	                  into a second message)
-//	worker -> parent: report{Kind: "armed"} from its init function, once its
-//	                  parent-death handler is in place (Start waits for
-//	                  it), report{Kind: "started"} once the function is
-//	                  about to run, then report{Kind: "error"} if it failed
-//	                  (or if start-up failed).
+//	worker -> parent: report{Kind: "started"} once the function is about
+//	                  to run, then report{Kind: "error"} if it failed (or
+//	                  if start-up failed).
 //
-// The parent keeps its end open while the worker runs: the worker sees end
-// of file on it when the parent is gone (the lifeline beside the parent-
-// death signal).
+// The parent keeps its end open while the worker runs: the worker sees it
+// closed when the parent is gone, whatever ended it (watchParent).
 const (
 	bootstrapFD     = 3
 	firstHandleFD   = 4
-	protocolVersion = 2
+	protocolVersion = 3
 	// maxHeaderSize bounds the bootstrap without its argument: names and
 	// the key, far below this.
 	maxHeaderSize = 1 << 20
@@ -73,7 +71,7 @@ type bootstrap struct {
 }
 
 type report struct {
-	Kind    string   // "armed", "started" or "error"
+	Kind    string   // "started" or "error"
 	Message string   // for "error"; a second "error" (exit work failed) adds a line
 	Codes   []string // the sentinel errors Message matches (exithook.Codes)
 }
@@ -100,6 +98,16 @@ func writeMsg(fd int, v any) error {
 	if err != nil {
 		return err
 	}
+	return writeAll(fd, out)
+}
+
+// startedFrame is encodeMsg(report{Kind: "started"}) (a test checks it),
+// written as it is: every worker sends it, and encoding it would bring the
+// encoder's reflection into the start-up of a worker whose function
+// succeeds.
+const startedFrame = "\x00\x00\x00\x1e\x83\xa4Kind\xa7started\xa7Message\xa0\xa5Codes\xc0"
+
+func writeAll(fd int, out []byte) error {
 	for len(out) > 0 {
 		n, err := unix.Write(fd, out)
 		if err == unix.EINTR || err == unix.EAGAIN {
@@ -169,28 +177,34 @@ func (f fdReader) Read(p []byte) (int, error) {
 	}
 }
 
-var (
-	exeIDOnce sync.Once
-	exeID     string
-)
-
 // selfID identifies the running executable file, so that a child can tell
 // it was started from the same build as its parent. /proc/self/exe names
 // the inode the process was started from even if the path was replaced.
-func selfID() string {
-	exeIDOnce.Do(func() {
-		var st unix.Stat_t
-		if err := unix.Stat(selfPath(), &st); err != nil {
-			exeID = "unknown"
-			return
+// Every worker computes it at start-up: one stat, no fmt.
+var selfID = sync.OnceValue(func() string {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/exe", &st) != nil && unix.Stat(selfPath(), &st) != nil {
+		return "unknown"
+	}
+	b := make([]byte, 0, 64)
+	for i, n := range []uint64{st.Dev, st.Ino, uint64(st.Size)} {
+		if i > 0 {
+			b = append(b, ':')
 		}
-		exeID = fmt.Sprintf("%x:%x:%x:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
-	})
-	return exeID
-}
+		b = strconv.AppendUint(b, n, 16)
+	}
+	b = append(b, ':')
+	b = strconv.AppendInt(b, st.Mtim.Sec, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, st.Mtim.Nsec, 10)
+	return string(b)
+})
 
-func selfPath() string {
-	if _, err := os.Stat("/proc/self/exe"); err == nil {
+// selfPath is the path a child is started from: /proc/self/exe, or where
+// /proc is not mounted, the executable's path.
+var selfPath = sync.OnceValue(func() string {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/exe", &st) == nil {
 		return "/proc/self/exe"
 	}
 	p, err := os.Executable()
@@ -198,7 +212,7 @@ func selfPath() string {
 		return os.Args[0]
 	}
 	return p
-}
+})
 
 // clipMessage shortens s to about max bytes, keeping its head and its tail.
 func clipMessage(s string, max int) string {

@@ -78,6 +78,7 @@ func runChild(fd int) int {
 	var b bootstrap
 	r := fdReader(fd)
 	if err := readMsg(r, &b, maxHeaderSize); err != nil {
+		dieIfOrphaned()
 		// Not fatalReport: descriptor fd may be anything here.
 		fatal("no bootstrap on descriptor %d (%v): worker processes are started by process.Start, not by hand", fd, err)
 	}
@@ -89,6 +90,7 @@ func runChild(fd int) int {
 	}
 	arg, err := readFrame(r, maxArgSize)
 	if err != nil {
+		dieIfOrphaned()
 		fatalReport(fd, "cannot read the argument from the parent: %v", err)
 	}
 	child.active = true
@@ -104,10 +106,9 @@ func runChild(fd int) int {
 	if early.booted != nil { // nil if the variable was set after start-up
 		close(early.booted)
 	}
-	// The parent may have died before the parent-death signal was armed in
-	// this process (it only covers deaths after the prctl). Compare with
-	// the pid it recorded, never with 1: in a container the parent may be
-	// pid 1.
+	// The parent may have died already (watchParent sees that too, but the
+	// worker must not run its function first). Compare with the pid it
+	// recorded, never with 1: in a container the parent may be pid 1.
 	if unix.Getppid() != b.ParentPid {
 		parentGone()
 	}
@@ -125,11 +126,13 @@ func runChild(fd int) int {
 	}
 	files := wire.Received(fds)
 
-	go lifeline(fd)
+	if !early.watched {
+		go lifeline(fd)
+	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
+	ctx, stop := interruptible()
 	defer stop()
-	if err := writeMsg(fd, report{Kind: "started"}); err != nil {
+	if err := writeAll(fd, []byte(startedFrame)); err != nil {
 		return 1
 	}
 	err = call(ctx, e, arg, files)
@@ -154,6 +157,36 @@ func runChild(fd int) int {
 		return 1
 	}
 	return 0
+}
+
+// interruptible returns the function's ctx, which SIGINT cancels from now
+// on (see handleInterrupt).
+func interruptible() (context.Context, context.CancelFunc) {
+	if early.handled == nil { // the variable was set after start-up
+		return signal.NotifyContext(context.Background(), syscall.SIGINT)
+	}
+	<-early.handled
+	if signal.Ignored(syscall.SIGINT) {
+		// A package's init function has ignored it since: take it back
+		// for the function's ctx, as signal.NotifyContext here would.
+		signal.Notify(early.intC, syscall.SIGINT)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	early.mu.Lock()
+	early.interrupt = cancel
+	early.mu.Unlock()
+	return ctx, func() { cancel(nil) }
+}
+
+// dieIfOrphaned ends, silently, a worker whose bootstrap could not be read
+// because its parent died while it sent it (during Start: a kill, not a
+// main that returned): there is no one to tell, and the failure to read is
+// not the worker's.
+func dieIfOrphaned() {
+	if early.booted != nil && unix.Getppid() != early.ppid {
+		unix.Kill(os.Getpid(), unix.SIGKILL)
+		select {}
+	}
 }
 
 // call runs the function and turns a panic into an error carrying the
@@ -182,10 +215,8 @@ func call(ctx context.Context, e entry, arg []byte, files *wire.Files) error {
 }
 
 // lifeline ends the process when the parent is gone: its end of the
-// bootstrap socket reaches end of file. The parent-death signal normally
-// comes first; this covers the cases it misses (it is cleared by
-// set-user-ID execs, a program may ignore it, and it follows the parent's
-// thread, go.dev/issue/27505).
+// bootstrap socket reaches end of file. It is watchParent's stand-in in a
+// worker whose init function did not see EnvBootstrap.
 func lifeline(fd int) {
 	var b [64]byte
 	for {

@@ -49,12 +49,17 @@
 // # No orphans
 //
 // A child dies with its parent, whatever kills the parent (SIGKILL
-// included). Every child is started from one OS thread that lives while it
-// does, with PR_SET_PDEATHSIG set to SIGKILL; early in its start-up (in this
-// package's init function, before [Process.Start] returns) the child
-// replaces that signal with one it handles: it writes the line above on
-// stderr, unless it is a daemon, and kills itself with SIGKILL. It also does
-// so when its end of the bootstrap socket reports that the parent is gone.
+// included): from early in its start-up (this package's init function) it
+// watches its end of the bootstrap socket, which the kernel closes on the
+// parent's side when the parent ends, and it then writes the line above on
+// stderr, unless it is a daemon, and kills itself with SIGKILL. This holds
+// from the start of its life (a parent dead before then is seen at once)
+// and [Process.Start] does not wait for it: it returns once the child is
+// executing. A child whose parent was killed while Start was still sending
+// it its argument dies silently; one whose start-up is held between this
+// package's init function and [Init] (a slow init function elsewhere) dies
+// silently within 5 s; one held forever by an init function that runs
+// before this package's is not reached.
 // A child that is stopped (SIGSTOP) when its parent dies does this once it
 // is continued. A worker joins its own non-daemon children when its
 // function returns; daemon children are terminated by [Shutdown] and may
@@ -65,7 +70,8 @@
 // The environment of the parent (plus [WithEnv]) and the parent's os.Args.
 // Its argv[0] as the system shows it is the parent's followed by the process
 // name ("prog: Process-3" in ps -o args), and its command name (comm: ps,
-// top, pgrep) is the parent's. Its descriptors are 0-2 (stdin is
+// top, pgrep) is the parent's (that of its first thread: the runtime's
+// other threads keep "exe", as ps -L shows). Its descriptors are 0-2 (stdin is
 // /dev/null) and the handles in its argument: a descriptor the parent holds
 // without close-on-exec (inherited from a shell, opened with syscall.Open)
 // is closed in the child before its function runs, as Python's spawn does.

@@ -167,3 +167,14 @@ var (
 	failWith  = Register("internal.fail", func(ctx context.Context, msg string) error { return errors.New(msg) })
 	panicWith = Register("internal.panic", func(ctx context.Context, msg string) error { panic(msg) })
 )
+
+// The "started" report every worker sends is written as a constant, not
+// encoded at run time: it must stay what the encoder makes of it.
+func TestStartedFrame(t *testing.T) {
+	b, err := encodeMsg(report{Kind: "started"})
+	require.NoError(t, err)
+	assert.Equal(t, string(b), startedFrame)
+	var rep report
+	require.NoError(t, readMsg(strings.NewReader(startedFrame), &rep, maxReportSize))
+	assert.Equal(t, report{Kind: "started"}, rep)
+}

@@ -132,9 +132,10 @@ func (p *Process) Daemon() bool { return p.opts.daemon }
 
 // Start starts the child. It may be called once; the argument's handles can
 // be closed by the caller as soon as it returns. It returns once the child
-// has started up far enough to say why it dies should this process end
-// without joining it (at most 5 s), and has taken a large argument. While it
-// runs, the other methods behave as before Start.
+// is executing (it does not wait for the child's start-up: a child says why
+// it dies should this process end without joining it whenever that
+// happens) and has taken a large argument. While it runs, the other methods
+// behave as before Start.
 func (p *Process) Start() error {
 	p.mu.Lock()
 	if p.started || p.starting {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 	}
 	if os.Getenv("MPGO_TEST_ORPHAN") != "" {
 		orphanParent()
+	}
+	if os.Getenv("MPGO_TEST_SIGINT_IGNORED") != "" {
+		sigintIgnoredParent()
 	}
 	testbin.VerifyTestMain(m) // goleak, and no child process left running
 }
@@ -211,6 +215,65 @@ func TestSignals(t *testing.T) {
 			assert.NoError(t, tc.send(p))
 		})
 	}
+}
+
+// Interrupt before the child's function has started ends the child as
+// SIGINT does without a handler, even once the child handles SIGINT (it
+// does from early in its start-up, to cancel the function's ctx later).
+// The child here sleeps between its start-up and Init.
+func TestInterruptBeforeFunction(t *testing.T) {
+	p := process.New(noop, struct{}{}, process.WithEnv("MPGO_TEST_INIT_DELAY=1m"))
+	require.NoError(t, p.Start())
+	time.Sleep(200 * time.Millisecond) // past the start-up, in the sleep
+	require.NoError(t, p.Interrupt())
+	var ee *process.ExitError
+	require.ErrorAs(t, p.Join(testbin.ContextFor(t, 5*time.Second+testbin.Slack)), &ee)
+	assert.Equal(t, -2, ee.Code)
+	assert.Equal(t, syscall.SIGINT, ee.Signal)
+}
+
+// sigintIgnoredParent is what the test binary does when
+// TestInterruptIgnoredAtStart runs it with SIGINT ignored: it interrupts a
+// child before its function runs (ignored, as SIGINT is in the child), then
+// once it runs (its ctx ends), and prints what Join returned.
+func sigintIgnoredParent() {
+	a, b, err := pipe.Pipe()
+	if err != nil {
+		panic(err)
+	}
+	p := process.New(block, b, process.WithEnv("MPGO_TEST_INIT_DELAY=500ms"))
+	if err := p.Start(); err != nil {
+		panic(err)
+	}
+	b.Close()
+	time.Sleep(200 * time.Millisecond) // past the start-up, in the sleep
+	if err := p.Interrupt(); err != nil {
+		panic(err)
+	}
+	var pid int
+	if err := a.Recv(&pid); err != nil {
+		fmt.Println("the child did not reach its function:", err)
+		os.Exit(0)
+	}
+	if err := p.Interrupt(); err != nil {
+		panic(err)
+	}
+	fmt.Println(p.Join(context.Background()))
+	os.Exit(0)
+}
+
+// A child whose SIGINT is ignored from the start (inherited, as under
+// nohup or in a shell's background job) ignores an Interrupt before its
+// function runs, as it would without a handler; once the function runs,
+// Interrupt cancels its ctx.
+func TestInterruptIgnoredAtStart(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.CommandContext(testbin.Context(t), "sh", "-c", `trap "" INT; exec "$0" -test.run='^$'`, exe)
+	cmd.Env = append(os.Environ(), "MPGO_TEST_SIGINT_IGNORED=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "exited with code 1: context canceled")
 }
 
 func TestJoinContext(t *testing.T) {
@@ -472,12 +535,52 @@ func TestJoinEndedCtxAfterExit(t *testing.T) {
 	}
 }
 
-// The spawner thread retires whenever the last child is reaped, and a new
-// one starts with the next Start. With several goroutines starting and
-// joining one child at a time, the count of live children keeps touching
-// zero while other Starts are in flight: a child forked on a thread about
-// to retire would be killed by its Pdeathsig (exit -9).
-func TestSpawnerRetirementChurn(t *testing.T) {
+// A child started from a thread that then exits (a goroutine that returns
+// locked to its thread retires it) lives on: a child ends with its parent
+// process, not with the thread that forked it (as prctl's parent-death
+// signal would have it, go.dev/issue/27505).
+func TestStartFromRetiredThread(t *testing.T) {
+	a, b, err := pipe.Pipe()
+	require.NoError(t, err)
+	defer a.Close()
+	started := make(chan *process.Process)
+	var startOnOwnThread func()
+	startOnOwnThread = func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with us
+		if syscall.Gettid() == os.Getpid() {
+			// The main thread never exits: start from another one, which
+			// cannot be this one while we hold it.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				startOnOwnThread()
+			}()
+			<-done
+			runtime.UnlockOSThread()
+			return
+		}
+		p := process.New(block, b)
+		if err := p.Start(); err != nil {
+			t.Error(err)
+		}
+		b.Close()
+		started <- p
+	}
+	go startOnOwnThread()
+	p := <-started
+	var pid int
+	require.NoError(t, a.Recv(&pid))
+	time.Sleep(100 * time.Millisecond) // the thread is gone by now
+	require.True(t, p.IsAlive())
+	require.NoError(t, p.Interrupt())
+	var ee *process.ExitError
+	require.ErrorAs(t, p.Join(testbin.Context(t)), &ee)
+	assert.Equal(t, 1, ee.Code, "it ran until interrupted")
+	assert.Equal(t, "context canceled", ee.Message)
+}
+
+// Starts and joins from several goroutines at once.
+func TestStartChurn(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,51 +43,6 @@ type osProc struct {
 type exitStatus struct {
 	code   int
 	signal syscall.Signal
-}
-
-// Every child is started from one goroutine locked to one OS thread.
-// Pdeathsig fires when the *thread* that forked the child exits, not the
-// process (prctl(2); go.dev/issue/27505): children started from arbitrary
-// threads could be killed when the Go runtime retires one. The spawner
-// thread lives while any child it started lives; once the last one is
-// reaped the goroutine returns still locked, which retires the thread, so a
-// program (or a test checked by goleak) with no children has no spawner.
-var spawner struct {
-	mu   sync.Mutex
-	reqs chan func()
-	live int // children started (or being started) and not yet reaped
-}
-
-// onSpawnThread runs f on the spawner thread and counts one live child;
-// the caller calls releaseSpawn when that child is reaped or failed to start.
-func onSpawnThread(f func()) {
-	spawner.mu.Lock()
-	if spawner.reqs == nil {
-		reqs := make(chan func())
-		spawner.reqs = reqs
-		go func() {
-			runtime.LockOSThread() // never unlocked: see above
-			for f := range reqs {
-				f()
-			}
-		}()
-	}
-	reqs := spawner.reqs
-	spawner.live++
-	spawner.mu.Unlock()
-	done := make(chan struct{})
-	reqs <- func() { f(); close(done) }
-	<-done
-}
-
-func releaseSpawn() {
-	spawner.mu.Lock()
-	defer spawner.mu.Unlock()
-	spawner.live--
-	if spawner.live == 0 {
-		close(spawner.reqs)
-		spawner.reqs = nil
-	}
 }
 
 var devNull struct {
@@ -186,30 +140,28 @@ func spawn(b *bootstrap, arg []byte, handles []int, o *options) (*osProc, error)
 	attr := &syscall.ProcAttr{
 		Env:   env,
 		Files: files,
-		Sys: &syscall.SysProcAttr{
-			Pdeathsig: syscall.SIGKILL,
-			PidFD:     &pidfd,
-		},
+		// No Pdeathsig: a worker sees its parent's death on the bootstrap
+		// socket from its init function on (watchParent), and says why it
+		// dies; a signal armed here would kill it silently before then.
+		Sys: &syscall.SysProcAttr{PidFD: &pidfd},
 	}
 	if noPidfd {
 		attr.Sys.PidFD = nil
 	}
-	var pid int
-	onSpawnThread(func() {
+	// Any thread may fork: with no parent-death signal (which follows the
+	// thread that forked), no thread has to outlive the children.
+	pid, err := syscall.ForkExec(selfPath(), argv, attr)
+	if err != nil && pidfdUnsupported(err) {
+		attr.Sys.PidFD = nil
+		pidfd = -1
 		pid, err = syscall.ForkExec(selfPath(), argv, attr)
-		if err != nil && pidfdUnsupported(err) {
-			attr.Sys.PidFD = nil
-			pidfd = -1
-			pid, err = syscall.ForkExec(selfPath(), argv, attr)
-		}
-	})
+	}
 	// Close our copy of the child's end before writing the bootstrap: if
 	// the child dies before reading it all, the write then fails with EPIPE
 	// instead of blocking forever on a socket that we keep open ourselves.
 	unix.Close(childBoot)
 	childBoot = -1
 	if err != nil {
-		releaseSpawn()
 		proc.boot.Close()
 		return nil, err
 	}
@@ -225,31 +177,8 @@ func spawn(b *bootstrap, arg []byte, handles []int, o *options) (*osProc, error)
 	} else if _, err := proc.boot.Write(arg); err != nil {
 		proc.signal(syscall.SIGKILL)
 	}
-	first := proc.awaitArmed()
-	go proc.collectReports(first)
+	go proc.collectReports()
 	return proc, nil
-}
-
-// awaitArmed waits until the child has replaced the SIGKILL it was started
-// with by its own parent-death handler (its first report), and returns the
-// bytes read. Without this wait, a main that returns right after Start
-// would kill the child silently, before it could say why it dies. A child
-// that dies first, or is slower than bootGrace, is not waited for.
-func (p *osProc) awaitArmed() []byte {
-	p.boot.SetReadDeadline(time.Now().Add(bootGrace))
-	defer p.boot.SetReadDeadline(time.Time{})
-	var buf []byte
-	chunk := make([]byte, 512)
-	for {
-		n, err := p.boot.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		if len(buf) >= 4 && len(buf)-4 >= int(binary.BigEndian.Uint32(buf)) {
-			return buf // a whole frame: the "armed" report
-		}
-		if err != nil || len(buf) > maxReportSize {
-			return buf
-		}
-	}
 }
 
 // mergeEnv concatenates environment lists, a later entry for a key
@@ -460,9 +389,8 @@ func (p *osProc) wait() exitStatus {
 }
 
 // finish runs once the child is reaped: it waits for the output copies
-// and the reports, and releases the descriptors and the spawner thread.
+// and the reports, and releases the descriptors.
 func (p *osProc) finish() {
-	releaseSpawn()
 	// Everything the child wrote is now buffered in our ends of its output
 	// pipes and of the bootstrap socket. The deadline makes the readers
 	// take that and stop, even if some other process keeps the other end
@@ -487,11 +415,10 @@ func (p *osProc) finish() {
 // while it runs. Reading as it comes, rather than after the exit, matters:
 // a report larger than the socket buffer would otherwise block the child
 // in its write while we wait for it to exit.
-func (p *osProc) collectReports(first []byte) {
+func (p *osProc) collectReports() {
 	defer close(p.reported)
 	var buf cappedBuffer
 	buf.max = 2 * maxReportSize // more than a well-behaved child sends
-	buf.Write(first)
 	copyUntilExit(&buf, p.boot, buf.max)
 	r := bytes.NewReader(buf.b)
 	for {

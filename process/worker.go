@@ -3,6 +3,10 @@
 package process
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,37 +16,62 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // What a worker does before main, in this package's init function: that
 // runs on the process's first thread (the runtime locks the main goroutine
-// to it during initialization), the thread the parent armed the
-// parent-death signal on, and before the packages that use this one have
-// initialized.
+// to it during initialization), whose name is the process's, and before
+// the packages that use this one have initialized. Nothing here waits for
+// the parent, and the parent does not wait for it: Start returns once the
+// worker is executing.
 func init() {
 	if _, ok := os.LookupEnv(EnvBootstrap); !ok {
 		return
 	}
 	early.booted = make(chan struct{})
 	early.inherited = inheritedFDs()
-	nameLikeParent()
-	watchParent()
-	if isBootstrapSocket(bootstrapFD) {
-		writeMsg(bootstrapFD, report{Kind: "armed"})
+	// The parent's pid from the bootstrap socket (the process that made
+	// it), not from getppid: the parent may be dead already, and this
+	// worker reparented.
+	early.ppid = bootstrapPeer(bootstrapFD)
+	if early.ppid != 0 {
+		early.watched = true
+		go watchParent(bootstrapFD)
+	} else {
+		early.ppid = unix.Getppid() // started by hand; Init says so
 	}
+	if name := parentName(early.ppid); len(name) > 0 {
+		// This thread's name is the process's, the one ps, top and pgrep
+		// show. The runtime's other threads keep "exe" (most are started
+		// from threads other than this one): renaming each through /proc
+		// cost about 0.15 ms of every start.
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append(name, 0)[0])), 0, 0, 0)
+	}
+	early.handled = make(chan struct{})
+	early.intC = make(chan os.Signal, 1)
+	go handleInterrupt()
 }
 
-// isBootstrapSocket tells the socket the parent gave from whatever a
-// binary started by hand with EnvBootstrap set has at that number.
-func isBootstrapSocket(fd int) bool {
+// bootstrapPeer returns the pid of the process that made the socket at fd
+// when it is the socket the parent gave (and not whatever a binary started
+// by hand with EnvBootstrap set has at that number), else 0.
+func bootstrapPeer(fd int) int {
 	if os.Getenv(EnvBootstrap) != strconv.Itoa(fd) {
-		return false
+		return 0
 	}
 	domain, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	typ, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	return err1 == nil && err2 == nil && domain == unix.AF_UNIX && typ == unix.SOCK_STREAM
+	if err1 != nil || err2 != nil || domain != unix.AF_UNIX || typ != unix.SOCK_STREAM {
+		return 0
+	}
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return 0
+	}
+	return int(cred.Pid)
 }
 
 var early struct {
@@ -57,38 +86,74 @@ var early struct {
 	// booted is closed once runChild has read the bootstrap and set child.
 	booted chan struct{}
 	gone   sync.Once
+	// watched is set when watchParent watches the bootstrap socket.
+	watched bool
+	// handled is closed once handleInterrupt handles SIGINT, which comes
+	// on intC; intIgnored is whether it was ignored before.
+	handled    chan struct{}
+	intC       chan os.Signal
+	intIgnored bool
+	// interrupt cancels the function's ctx: SIGINT calls it once runChild
+	// has set it, under mu.
+	mu        sync.Mutex
+	interrupt context.CancelCauseFunc
 }
-
-// sigParentDied is the parent-death signal a worker runs with once its
-// handler is in place: a real-time signal, which nothing else sends (Go's
-// runtime and the C library use none above 33). The parent arms SIGKILL,
-// which covers the worker's start-up whatever happens in it, but a process
-// killed by SIGKILL cannot say why it died; Start returns once the worker
-// has switched (see awaitArmed).
-const sigParentDied = syscall.Signal(60)
 
 // bootGrace bounds how long a worker whose parent died waits for its own
 // bootstrap to be read (the parent may exit right after Start), to know
 // its name and whether it is a daemon, before it dies silently.
 const bootGrace = 5 * time.Second
 
+// inheritedFDs lists, with raw system calls (this runs in every worker's
+// start-up, before main), the descriptors above 2 that are not
+// close-on-exec.
 func inheritedFDs() []int {
-	ents, err := os.ReadDir("/proc/self/fd")
+	dir, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
+	defer unix.Close(dir)
 	var fds []int
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 {
+	var buf [2048]byte
+	for {
+		n, err := unix.Getdents(dir, buf[:])
+		if err == unix.EINTR {
 			continue
 		}
-		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-		if err == nil && flags&unix.FD_CLOEXEC == 0 {
-			fds = append(fds, fd)
+		if err != nil || n <= 0 {
+			return fds
+		}
+		// struct linux_dirent64: ino, off (8 bytes each), reclen (2),
+		// type (1), then the NUL-terminated name.
+		for b := buf[:n]; len(b) >= 19; {
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				break
+			}
+			fd, ok := atoi(b[19:reclen])
+			b = b[reclen:]
+			if !ok || fd <= 2 || fd == dir {
+				continue
+			}
+			flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			if err == nil && flags&unix.FD_CLOEXEC == 0 {
+				fds = append(fds, fd)
+			}
 		}
 	}
-	return fds
+}
+
+// atoi parses the decimal number at the start of a NUL-padded name.
+func atoi(name []byte) (int, bool) {
+	n, digits := 0, 0
+	for _, c := range name {
+		if c < '0' || c > '9' || n > 1<<30 {
+			break
+		}
+		n = n*10 + int(c-'0')
+		digits++
+	}
+	return n, digits > 0
 }
 
 // closeInherited closes the descriptors that came through exec other than
@@ -108,50 +173,90 @@ func closeInherited(keep int) {
 	early.inherited = nil
 }
 
-// nameLikeParent gives the worker its parent's command name (comm, what
-// ps, top and pgrep show and match), which exec from /proc/self/exe set to
-// "exe". Each thread has its own; the ones started from now on copy it
-// from the thread that starts them.
-func nameLikeParent() {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(unix.Getppid()) + "/comm")
-	name := strings.TrimSuffix(string(b), "\n")
-	if (err != nil || name == "") && len(os.Args) > 0 {
-		name = filepath.Base(strings.SplitN(os.Args[0], ": ", 2)[0])
+// parentName returns the parent's command name (comm, what ps, top and
+// pgrep show and match), which the worker takes instead of the "exe" that
+// exec from /proc/self/exe gave it; the program's name from argv[0] if
+// the parent's is not there to read.
+func parentName(ppid int) []byte {
+	var buf [64]byte
+	if fd, err := unix.Open("/proc/"+strconv.Itoa(ppid)+"/comm", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		n, err := unix.Read(fd, buf[:])
+		unix.Close(fd)
+		if err == nil && n > 1 {
+			return bytes.TrimSuffix(buf[:n], []byte("\n"))
+		}
 	}
-	if name == "" {
-		return
+	if len(os.Args) > 0 {
+		return []byte(filepath.Base(strings.SplitN(os.Args[0], ": ", 2)[0]))
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return
-	}
-	for _, t := range tasks {
-		os.WriteFile("/proc/self/task/"+t.Name()+"/comm", []byte(name), 0)
+	return nil
+}
+
+// watchParent ends the worker when its parent is gone, whatever ended it:
+// the parent's end of the bootstrap socket (which no other process holds:
+// it is close-on-exec) is then closed, which poll reports (POLLRDHUP) with
+// or without data left to read, and from the start of the worker's life.
+// The worker then says it dies because its parent ended without joining
+// it, and dies (parentGone). It waits in a system call, on a thread of its
+// own, from this package's init function on; no signal is involved, so a
+// parent's death at any moment of the worker's start-up is seen, and no
+// handler has to be set up first.
+func watchParent(fd int) {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		p[0].Revents = 0
+		n, err := unix.Poll(p, -1)
+		if err != nil {
+			if err != unix.EINTR {
+				time.Sleep(10 * time.Millisecond) // ENOMEM: try again
+			}
+			continue
+		}
+		if n > 0 && p[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+			parentGone()
+		}
+		if n > 0 && p[0].Revents&unix.POLLNVAL != 0 {
+			return // the program closed the socket: nothing left to watch
+		}
 	}
 }
 
-// watchParent replaces the SIGKILL the parent armed with sigParentDied,
-// handled here: the worker then says it dies because its parent ended
-// without joining it, and dies. The lifeline (runChild) is the second way
-// the death is seen, should the signal be lost to a program that resets
-// its signal handlers.
-func watchParent() {
-	early.ppid = unix.Getppid()
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, sigParentDied)
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sigParentDied), 0, 0, 0); err != nil {
-		signal.Stop(c) // SIGKILL stays armed
+// handleInterrupt handles SIGINT, on a goroutine of its own so that the
+// start-up goes on meanwhile (signal.Notify waits for the runtime's
+// signal thread). SIGINT (Process.Interrupt) cancels the function's ctx
+// once runChild has set early.interrupt, and does nothing more after that,
+// as signal.NotifyContext does; before, it ends the worker as it would
+// without a handler.
+func handleInterrupt() {
+	// Ignored from the start (nohup, a shell's background job), SIGINT
+	// stays ignored until the function runs, as it would without a
+	// handler. Notify forgets that: ask first.
+	early.intIgnored = signal.Ignored(syscall.SIGINT)
+	signal.Notify(early.intC, syscall.SIGINT)
+	close(early.handled)
+	for range early.intC {
+		interrupted()
+	}
+}
+
+// errInterrupted is the cause of the ctx of a function ended by SIGINT,
+// the text signal.NotifyContext gives.
+var errInterrupted = errors.New("interrupt signal received")
+
+func interrupted() {
+	early.mu.Lock()
+	defer early.mu.Unlock()
+	if early.interrupt != nil {
+		early.interrupt(errInterrupted)
 		return
 	}
-	go func() {
-		for range c {
-			// The signal also comes when the parent's thread that started
-			// us exits while the parent lives on, and anyone may send it.
-			if unix.Getppid() != early.ppid {
-				parentGone()
-			}
-		}
-	}()
+	if early.intIgnored {
+		return
+	}
+	// The function has not started: end the worker as SIGINT's default
+	// action does (the runtime's, with no handler, exit code -2).
+	signal.Reset(syscall.SIGINT)
+	unix.Kill(os.Getpid(), unix.SIGINT)
 }
 
 // parentGone ends a worker whose parent died. A non-daemon worker first
