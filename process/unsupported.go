@@ -3,6 +3,6 @@
 package process
 
 // This module runs on Linux only: it is built on pidfds, memfd, futexes
-// and PR_SET_PDEATHSIG. On another system the build stops here, on an
+// and Linux's poll flags. On another system the build stops here, on an
 // identifier that says so.
 var _ = multiprocessing_requires_Linux
