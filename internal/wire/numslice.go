@@ -235,46 +235,35 @@ func appendFixed(b []byte, code byte, x uint64, width uintptr) []byte {
 }
 
 func signedCodec[T signed]() *numCodec {
-	width := unsafe.Sizeof(T(0))
-	// msgpack writes an int always in the shortest form, an int8..int64
-	// only with compact ints; otherwise in the form of its width.
-	always := reflect.TypeFor[T]().Kind() == reflect.Int
-	code := map[uintptr]byte{1: codeInt8, 2: codeInt16, 4: codeInt32, 8: codeInt64}[width]
+	code := map[uintptr]byte{1: codeInt8, 2: codeInt16, 4: codeInt32, 8: codeInt64}[unsafe.Sizeof(T(0))]
+	// The compact loop stays in each codec, where AppendInt inlines.
 	compact := func(b []byte, s []T) []byte {
 		for _, x := range s {
 			b = msgp.AppendInt(b, int64(x))
 		}
 		return b
 	}
-	fixed := func(b []byte, s []T) []byte {
-		for _, x := range s {
-			b = appendFixed(b, code, uint64(x), width)
-		}
-		return b
-	}
-	return &numCodec{
-		elem: reflect.TypeFor[T](),
-		enc: func(e *msgpack.Encoder, v reflect.Value, flags uint32) error {
-			s := sliceOf[T](v)
-			if always || flags&flagCompactInts != 0 {
-				return writeNums(e, s, 0, compact)
-			}
-			return writeNums(e, s, len(s)*int(1+width), fixed)
-		},
-		dec: decodeSigned[T],
-	}
+	return intCodec(code, compact, decodeSigned[T])
 }
 
 func unsignedCodec[T unsigned]() *numCodec {
-	width := unsafe.Sizeof(T(0))
-	always := reflect.TypeFor[T]().Kind() == reflect.Uint
-	code := map[uintptr]byte{2: codeUint16, 4: codeUint32, 8: codeUint64}[width]
+	code := map[uintptr]byte{2: codeUint16, 4: codeUint32, 8: codeUint64}[unsafe.Sizeof(T(0))]
 	compact := func(b []byte, s []T) []byte {
 		for _, x := range s {
 			b = msgp.AppendUint(b, uint64(x))
 		}
 		return b
 	}
+	return intCodec(code, compact, decodeUnsigned[T])
+}
+
+// intCodec makes the codec of an integer slice: msgpack writes an int or
+// a uint always in the shortest form (compact), the sized types only with
+// compact ints, otherwise in the form of their width (code).
+func intCodec[T signed | unsigned](code byte, compact func([]byte, []T) []byte, dec func(*msgpack.Decoder, reflect.Value) error) *numCodec {
+	width := unsafe.Sizeof(T(0))
+	kind := reflect.TypeFor[T]().Kind()
+	always := kind == reflect.Int || kind == reflect.Uint
 	fixed := func(b []byte, s []T) []byte {
 		for _, x := range s {
 			b = appendFixed(b, code, uint64(x), width)
@@ -290,7 +279,7 @@ func unsignedCodec[T unsigned]() *numCodec {
 			}
 			return writeNums(e, s, len(s)*int(1+width), fixed)
 		},
-		dec: decodeUnsigned[T],
+		dec: dec,
 	}
 }
 
