@@ -327,3 +327,35 @@ func TestDecodeBigUintIntoFloat(t *testing.T) {
 	require.NoError(t, Unmarshal(b, nil, &gs))
 	assert.Equal(t, []float32{math.MaxUint64, 1 << 63, 7}, gs)
 }
+
+// TestScalarFastPath: Unmarshal decodes a lone int, int64, float64, string
+// or bool without a msgpack.Decoder; the result and every error must be
+// what the general path gives.
+func TestScalarFastPath(t *testing.T) {
+	values := []any{0, -1, 127, 128, -33, math.MaxInt64, math.MinInt64, uint64(math.MaxUint64),
+		int8(-5), uint16(65535), 1.5, float32(2.5), math.Inf(-1), "", "héllo", true, false, nil,
+		[]byte("b"), []int{1}, map[string]int{"a": 1}}
+	for _, sent := range values {
+		data, err := msgpack.Marshal(sent)
+		require.NoError(t, err)
+		for _, trailing := range [][]byte{nil, {0xc0}} {
+			data := append(data[:len(data):len(data)], trailing...)
+			for _, newPtr := range []func() any{
+				func() any { return new(int) }, func() any { return new(int64) },
+				func() any { return new(float64) }, func() any { return new(string) },
+				func() any { return new(bool) },
+			} {
+				fast, slow := newPtr(), newPtr()
+				errFast := Unmarshal(data, nil, fast)
+				errSlow := unmarshal(data, nil, slow)
+				if errSlow != nil {
+					require.Error(t, errFast, "%#v into %T", sent, fast)
+					require.Equal(t, errSlow.Error(), errFast.Error(), "%#v into %T", sent, fast)
+					continue
+				}
+				require.NoError(t, errFast, "%#v into %T", sent, fast)
+				require.Equal(t, slow, fast, "%#v into %T", sent, fast)
+			}
+		}
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"reflect"
 	"syscall"
 
+	"github.com/mpgo/multiprocessing/internal/msgp"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/sys/unix"
 )
@@ -221,6 +222,14 @@ func AppendTo(buf *bytes.Buffer, files *Files, v any) error {
 // that do not fit the Go types they are decoded into are a *DecodeError
 // (see the rules in decode.go).
 func Unmarshal(data []byte, files *Files, v any) error {
+	if scalar(data, v) {
+		return nil
+	}
+	return unmarshal(data, files, v)
+}
+
+// unmarshal is Unmarshal's general path.
+func unmarshal(data []byte, files *Files, v any) error {
 	if err := Admit(data, v); err != nil {
 		return err
 	}
@@ -240,6 +249,46 @@ func Unmarshal(data []byte, files *Files, v any) error {
 		return decodeError(data, v, err)
 	}
 	return nil
+}
+
+// scalar decodes data into v when v points to an int, int64, float64,
+// string or bool and data is exactly one value of that kind that fits: the
+// common item of a queue, decoded without a msgpack.Decoder (whose type
+// lookup and set-up cost more than the value). Anything else, errors
+// included, is left to the general path, which words them.
+func scalar(data []byte, v any) bool {
+	var n int
+	var err error
+	switch p := v.(type) {
+	case *int:
+		var i int64
+		if i, n, err = msgp.ReadInt(data); err == nil && n == len(data) {
+			*p = int(i)
+		}
+	case *int64:
+		var i int64
+		if i, n, err = msgp.ReadInt(data); err == nil && n == len(data) {
+			*p = i
+		}
+	case *float64:
+		var f float64
+		if f, n, err = msgp.ReadFloat(data); err == nil && n == len(data) {
+			*p = f
+		}
+	case *string:
+		var s string
+		if s, n, err = msgp.ReadString(data); err == nil && n == len(data) {
+			*p = s
+		}
+	case *bool:
+		var b bool
+		if b, n, err = msgp.ReadBool(data); err == nil && n == len(data) {
+			*p = b
+		}
+	default:
+		return false
+	}
+	return err == nil && n == len(data)
 }
 
 // Admit checks that data, which may come from an untrusted peer, can be
