@@ -3,10 +3,12 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/mpgo/multiprocessing/internal/testbin"
@@ -357,5 +359,24 @@ func TestScalarFastPath(t *testing.T) {
 				require.Equal(t, slow, fast, "%#v into %T", sent, fast)
 			}
 		}
+	}
+}
+
+// TestScalarEncodeFastPath: AppendTo writes a lone int, int64, float64,
+// string or bool without a msgpack.Encoder; the bytes must be the general
+// path's.
+func TestScalarEncodeFastPath(t *testing.T) {
+	values := []any{0, -1, -32, -33, 127, 128, 255, 256, 65535, 65536, -128, -129, -32768, -32769,
+		math.MaxInt32, math.MaxInt32 + 1, math.MinInt32, math.MinInt32 - 1, math.MaxInt64, math.MinInt64,
+		int64(-7), int64(1 << 40), 0.0, math.Copysign(0, -1), 1.5, math.NaN(), math.Inf(1), math.MaxFloat64,
+		"", "a", strings.Repeat("x", 31), strings.Repeat("x", 32), strings.Repeat("x", 255),
+		strings.Repeat("x", 256), strings.Repeat("x", 65536), true, false}
+	for _, v := range values {
+		var fast, slow bytes.Buffer
+		fast.WriteString("prefix")
+		slow.WriteString("prefix")
+		require.NoError(t, AppendTo(&fast, nil, v))
+		require.NoError(t, appendTo(&slow, nil, v))
+		require.Equal(t, slow.Bytes(), fast.Bytes(), "%#v", v)
 	}
 }

@@ -193,6 +193,33 @@ func Marshal(v any) ([]byte, *Files, error) {
 // files may be nil for a channel that cannot carry descriptors: a handle
 // inside v is then an error wrapping ErrNoFiles.
 func AppendTo(buf *bytes.Buffer, files *Files, v any) error {
+	if b, ok := appendScalar(buf.AvailableBuffer(), v); ok {
+		buf.Write(b)
+		return nil
+	}
+	return appendTo(buf, files, v)
+}
+
+// appendScalar appends a lone int, int64, float64, string or bool as the
+// encoder would (the common item of a queue), without a msgpack.Encoder.
+func appendScalar(b []byte, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case int:
+		return msgp.AppendInt(b, int64(x)), true
+	case int64:
+		return msgp.AppendInt(b, x), true
+	case float64:
+		return msgp.AppendFloat64(b, x), true
+	case string:
+		return msgp.AppendString(b, x), true
+	case bool:
+		return msgp.AppendBool(b, x), true
+	}
+	return b, false
+}
+
+// appendTo is AppendTo's general path.
+func appendTo(buf *bytes.Buffer, files *Files, v any) error {
 	if err := checkNesting(v); err != nil {
 		return fmt.Errorf("wire: cannot encode %T: %w", v, err)
 	}
