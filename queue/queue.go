@@ -70,6 +70,11 @@ const keepMax = 8 << 20
 // keptEnc returns a kept encoding buffer, or nil.
 func (c *core) keptEnc() *bytes.Buffer {
 	for i := range c.encKeep {
+		// A load first: small items, where no buffer is kept, pay no
+		// atomic exchange.
+		if c.encKeep[i].Load() == nil {
+			continue
+		}
 		if b := c.encKeep[i].Swap(nil); b != nil {
 			return b
 		}
