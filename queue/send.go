@@ -628,11 +628,6 @@ func (c *core) checkDrain() {
 // orBuffered it also returns when new items are buffered: small ones can be
 // written while the large one drains (their packets queue up behind its
 // marker anyway).
-//
-// While readers are taking the chunks it watches them do it (awaitDrain)
-// rather than sleep: the next large item waits for the drain, and sleeps
-// that doubled from 50 µs overshot the reader's last chunk by hundreds of
-// microseconds per item (half the time of a 1 MiB item was spent so).
 func (c *core) finishDrain(orBuffered bool) {
 	d := 50 * time.Microsecond
 	for c.draining && !c.abandon.Load() {
@@ -640,36 +635,8 @@ func (c *core) finishDrain(orBuffered bool) {
 		if !c.draining || orBuffered && c.pendingOut.Load() > 0 {
 			return
 		}
-		if c.counted() && c.awaitDrain() {
-			continue
-		}
 		time.Sleep(d)
 		d = min(2*d, 5*time.Millisecond)
-	}
-}
-
-// awaitDrain watches the shared read count (every packet or chunk read
-// adds one) until readers have taken as many packets as the chunk pipe
-// held, as long as they take one every spinFor. It reports whether they
-// took any: false means they are asleep or slow, and the writer sleeps.
-func (c *core) awaitDrain() bool {
-	left := int64((pipeBytes(c.br) + qframe.PacketSize - 1) / qframe.PacketSize)
-	r := c.reads()
-	start := r.Load()
-	last, deadline := start, time.Now().Add(spinFor)
-	for i := 1; ; i++ {
-		n := r.Load()
-		if n-start >= left {
-			return true
-		}
-		if i%64 == 0 {
-			now := time.Now()
-			if n != last {
-				last, deadline = n, now.Add(spinFor)
-			} else if now.After(deadline) {
-				return n != start
-			}
-		}
 	}
 }
 
