@@ -3,6 +3,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpgo/multiprocessing/internal/qframe"
 	"github.com/mpgo/multiprocessing/internal/shm"
 	"github.com/mpgo/multiprocessing/internal/wire"
 	"golang.org/x/sys/unix"
@@ -101,12 +103,18 @@ type core struct {
 	wHeld    bool
 	draining bool // the last large item is written; W is held until the chunk pipe is empty
 	drain    drainState
+	chunkHdr [qframe.ChunkHeaderLen]byte
 	// Written by the flusher, not yet taken out of pendingOut,
 	// pendingBytes and written (see settle).
 	unsettled, unsettledBytes int64
 
 	// Receiving side (recv.go).
-	rsem chan struct{} // in-process half of the reader lock
+	rsem chan struct{}     // in-process half of the reader lock
+	asm  *qframe.Assembler // readLarge's, under rsem
+
+	// Storage kept for the next large item (see keepMax).
+	encKeep  [2]atomic.Pointer[bytes.Buffer]
+	itemKeep atomic.Pointer[[]byte]
 }
 
 func (c *core) counted() bool { return c.kind != kindSimple }

@@ -89,11 +89,15 @@
 // producers and consumers, with no lock: a process killed at any instant has
 // either taken a packet or not.
 //
-// A larger item is cut into chunks of at most 4096 bytes, each with a header
-// (writer, item, index, count) and a CRC-32C, written to the second pipe by
-// one writer at a time; a marker packet in the first pipe keeps its place in
-// line. A consumer that reads a marker takes the reader lock and reads the
-// chunks. The writer and reader locks are OFD locks (fcntl F_OFD_SETLK) on
+// A larger item is cut into chunks of at most 4096 bytes, each a header
+// (writer, item, index, count, with a CRC-32C of its own) and a slice of
+// the item, written with one writev to the second pipe by one writer at a
+// time; a marker packet in the first pipe keeps its place in line. A
+// consumer that reads a marker takes the reader lock and reads the chunks,
+// each with one readv that puts its data straight into its place in the
+// item. The item is whole when it has received chunks 0 to count-1 of one
+// writer's item in order: a packet arrives entirely or not at all, so the
+// headers alone tell a whole item from a broken one. The writer and reader locks are OFD locks (fcntl F_OFD_SETLK) on
 // bytes of the memfd, taken through a description each process opens for
 // itself, so the kernel releases them when their holder dies. The chunk
 // headers let a reader discard what a dead process left: a torn item (its
@@ -148,6 +152,10 @@
 //     second after the deadline, or dies, ends it.
 //   - Large items are written one at a time across all producers (the
 //     chunk pipe holds one item), each handed from its writer to a reader.
+//   - A process keeps, per queue, the buffers of its last large items (two
+//     encodings and one item read, up to 8 MiB each) for the next ones:
+//     moving an item over 4 KiB then allocates nothing but the value Get
+//     decodes.
 //   - Each queue holds two pipes, of 1 MiB and 256 KiB (F_SETPIPE_SZ; they
 //     count against the per-user pipe budget, and where the kernel refuses
 //     the 64 KiB default stays: correct, slower). Up to 1024 processes can

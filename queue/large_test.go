@@ -5,6 +5,7 @@ package queue_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -209,4 +210,42 @@ func TestSimplePutCancel(t *testing.T) {
 		require.Equal(t, fmt.Sprint(i), string(b))
 	}
 	assert.True(t, s.Empty())
+}
+
+// Large items are read into storage that the next large item reuses, and
+// encoded into buffers that the next Put reuses: an item returned by Get
+// stays as it was whatever comes after it, of every kind of value that
+// could alias its encoding.
+func TestLargeItemsDoNotAlias(t *testing.T) {
+	ctx := testbin.Context(t)
+	type rec struct {
+		B []byte
+		S string
+		F []float64
+		R [][]byte
+	}
+	mk := func(i int) rec {
+		f := make([]float64, 1000)
+		for j := range f {
+			f[j] = float64(i*1000 + j)
+		}
+		return rec{B: pattern(i, 100<<10), S: string(pattern(i+1, 50<<10)), F: f, R: [][]byte{pattern(i+2, 9000), pattern(i+3, 10)}}
+	}
+	q, err := queue.New[rec](0)
+	require.NoError(t, err)
+	defer q.Close()
+	var got []rec
+	for i := range 6 {
+		require.NoError(t, q.Put(ctx, mk(i)))
+		if i%2 == 1 {
+			for range 2 {
+				r, err := q.Get(ctx)
+				require.NoError(t, err)
+				got = append(got, r)
+			}
+		}
+	}
+	for i, r := range got {
+		assert.True(t, reflect.DeepEqual(mk(i), r), "item %d changed after later items came and went", i)
+	}
 }

@@ -33,16 +33,19 @@ func New[T any](maxsize int, opts ...Option) (*Queue[T], error) {
 var encPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // encode encodes v into a packet: kind byte and msgpack. large tells that it
-// does not fit one packet; then pkt is the msgpack bytes alone and belongs
-// to the caller (the buffer is not reused). release(buf) returns the
-// buffer of a small packet once it is written or copied (a plain value,
-// not a closure: Put allocates nothing for it).
-func encode(v any) (pkt []byte, large bool, buf *bytes.Buffer, err error) {
-	b := encPool.Get().(*bytes.Buffer)
+// does not fit one packet; then pkt is the msgpack bytes alone. Either way
+// pkt lives in buf, which put takes over (see releaseEnc). A buffer that
+// held a large item is taken first: encoding a large item into a buffer
+// of the right size allocates nothing.
+func (c *core) encode(v any) (pkt []byte, large bool, buf *bytes.Buffer, err error) {
+	b := c.keptEnc()
+	if b == nil {
+		b = encPool.Get().(*bytes.Buffer)
+	}
 	b.Reset()
 	b.WriteByte(qframe.KindItem)
 	if err := wire.AppendTo(b, nil, v); err != nil {
-		encPool.Put(b)
+		c.releaseEnc(b)
 		return nil, false, nil, fmt.Errorf("queue: put: %w", err)
 	}
 	p := b.Bytes()
@@ -50,15 +53,64 @@ func encode(v any) (pkt []byte, large bool, buf *bytes.Buffer, err error) {
 		return p, false, b, nil
 	}
 	if len(p)-1 > MaxItemSize {
+		c.releaseEnc(b)
 		return nil, false, nil, fmt.Errorf("queue: put: %d-byte item over the %d-byte limit: %w", len(p)-1, MaxItemSize, ErrTooLarge)
 	}
-	return p[1:], true, nil, nil
+	return p[1:], true, b, nil
 }
 
-// release gives encode's buffer back (nil: a large item kept its bytes).
-func release(b *bytes.Buffer) {
-	if b != nil {
+// keepMax bounds the buffers a queue handle keeps for the next large item:
+// two encodings (one being written, one waiting, which MaxUnwrittenBytes
+// allows) and one item being read. Allocating 1 MiB per item cost more
+// than the item's copies (clearing the memory, its page faults, and the
+// garbage collections it triggers); buffers of larger items are not kept,
+// so that a handle that once carried a huge item does not hold its memory.
+const keepMax = 8 << 20
+
+// keptEnc returns a kept encoding buffer, or nil.
+func (c *core) keptEnc() *bytes.Buffer {
+	for i := range c.encKeep {
+		// A load first: small items, where no buffer is kept, pay no
+		// atomic exchange.
+		if c.encKeep[i].Load() == nil {
+			continue
+		}
+		if b := c.encKeep[i].Swap(nil); b != nil {
+			return b
+		}
+	}
+	return nil
+}
+
+// releaseEnc gives an encoding buffer back once its item is written (or
+// dropped): kept for the next large item when it held one, else pooled.
+func (c *core) releaseEnc(b *bytes.Buffer) {
+	if b.Cap() <= 2*qframe.PacketSize {
 		encPool.Put(b)
+		return
+	}
+	if b.Cap() > keepMax {
+		return
+	}
+	for i := range c.encKeep {
+		if c.encKeep[i].CompareAndSwap(nil, b) {
+			return
+		}
+	}
+}
+
+// keptItem returns kept storage for a large item being read, or nil.
+func (c *core) keptItem() []byte {
+	if p := c.itemKeep.Swap(nil); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// releaseItem keeps a large item's bytes, once decoded, for the next one.
+func (c *core) releaseItem(b []byte) {
+	if cap(b) <= keepMax {
+		c.itemKeep.Store(&b)
 	}
 }
 
@@ -81,26 +133,22 @@ func decodeInto[T any](v *T) func([]byte) error {
 // for readers to take some, unless no process has read the queue for
 // PutStall.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
-	pkt, large, buf, err := encode(v)
+	pkt, large, buf, err := q.c.encode(v)
 	if err != nil {
 		return err
 	}
-	err = q.c.put(ctx, pkt, large, true)
-	release(buf)
-	return err
+	return q.c.put(ctx, pkt, buf, large, true)
 }
 
 // TryPut adds v without waiting: ErrFull when a bounded queue holds maxsize
 // items, or when this process holds MaxUnwritten items it could not write
 // yet (and readers are at work: see MaxUnwritten).
 func (q *Queue[T]) TryPut(v T) error {
-	pkt, large, buf, err := encode(v)
+	pkt, large, buf, err := q.c.encode(v)
 	if err != nil {
 		return err
 	}
-	err = q.c.put(context.Background(), pkt, large, false)
-	release(buf)
-	return err
+	return q.c.put(context.Background(), pkt, buf, large, false)
 }
 
 // Get removes and returns the oldest item, waiting for one until ctx ends

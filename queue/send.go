@@ -3,6 +3,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +19,8 @@ import (
 type outEntry struct {
 	pkt   []byte // small: the whole packet (in an arena chunk); large: the encoded item
 	large bool
-	sp    *syncPut // Simple's synchronous Put waits on it; nil otherwise
+	enc   *bytes.Buffer // large: the buffer pkt lives in, released once written
+	sp    *syncPut      // Simple's synchronous Put waits on it; nil otherwise
 }
 
 // syncPut is how a synchronous Put (Simple) and the flusher agree on an
@@ -51,9 +53,17 @@ func wakeAll(w *atomic.Uint32) { shm.Wake(w, 1<<30) }
 
 // put enqueues one encoded item. pkt is the packet (kind byte and encoding)
 // when small, the encoding alone when large (then it is kept, not copied).
+// pkt lives in buf, which put takes over: released when put returns, or,
+// for a large item that is queued, once the item is written.
 // Queue and Joinable return once the item is written or buffered; Simple
 // waits until it is written or ctx ends.
-func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
+func (c *core) put(ctx context.Context, pkt []byte, buf *bytes.Buffer, large, block bool) error {
+	kept := false
+	defer func() {
+		if !kept {
+			c.releaseEnc(buf)
+		}
+	}()
 	if !c.enter() {
 		return ErrClosed
 	}
@@ -144,7 +154,8 @@ func (c *core) put(ctx context.Context, pkt []byte, large, block bool) error {
 	}
 	var e outEntry
 	if large {
-		e = outEntry{pkt: pkt, large: true}
+		e = outEntry{pkt: pkt, large: true, enc: buf}
+		kept = true
 		c.outbox = append(c.outbox, e)
 		c.pendingOut.Add(1)
 		c.pendingBytes.Add(int64(len(e.pkt)))
@@ -520,6 +531,9 @@ func (c *core) flusher() {
 				c.settle()
 				e.sp.done <- err
 			}
+			if e.enc != nil {
+				c.releaseEnc(e.enc)
+			}
 			*e = outEntry{}
 		}
 		c.settle()
@@ -552,7 +566,7 @@ func (c *core) writeEntry(it *outEntry) error {
 		return c.writeLarge(it)
 	}
 	c.checkDraining()
-	return c.writeRetry(c.mw, it.pkt, it, c.checkDraining)
+	return c.writeRetry(c.mw, it.pkt, nil, it, c.checkDraining)
 }
 
 // checkDraining releases lockW once the chunk pipe behind the last large
@@ -675,15 +689,18 @@ func (c *core) writeLarge(it *outEntry) error {
 		c.releaseW()
 		return err
 	}
-	if err := c.writeRetry(c.mw, marker, it, nil); err != nil {
+	if err := c.writeRetry(c.mw, marker, nil, it, nil); err != nil {
 		return abort(err)
 	}
-	var pkt [qframe.PacketSize]byte
+	// Each chunk is its header and a slice of the item, written together
+	// (writev): the item is copied once, into the pipe.
+	hdr := &c.chunkHdr
+	stall := c.stallCheck
 	for i := uint64(0); i < count; i++ {
 		lo := i * qframe.ChunkData
 		hi := min(lo+qframe.ChunkData, size)
-		n := qframe.PutChunk(pkt[:], qframe.Chunk{Writer: c.writer, Seq: c.seq, Size: size, Index: uint32(i), Count: uint32(count), Data: it.pkt[lo:hi]})
-		if err := c.writeRetry(c.bw, pkt[:n], it, c.stallCheck); err != nil {
+		qframe.PutChunkHeader(hdr, qframe.Chunk{Writer: c.writer, Seq: c.seq, Size: size, Index: uint32(i), Count: uint32(count)})
+		if err := c.writeRetry(c.bw, hdr[:], it.pkt[lo:hi], it, stall); err != nil {
 			return abort(err)
 		}
 		c.drain.since = time.Time{} // progress
@@ -693,8 +710,9 @@ func (c *core) writeLarge(it *outEntry) error {
 	return nil
 }
 
-// writeRetry writes packet p to fd: the one write path of the flusher,
-// for small items, markers and chunks alike. While the pipe is full it
+// writeRetry writes packet p (followed by data, when not nil: a chunk's
+// header and data) to fd: the one write path of the flusher, for small
+// items, markers and chunks alike. While the pipe is full it
 // waits for room as long as the item is still wanted (errAbandoned or
 // errCanceled when it no longer is). waiting, when not nil, runs before
 // each wait.
@@ -703,10 +721,15 @@ func (c *core) writeLarge(it *outEntry) error {
 // retrying the write would take the pipe's mutex against the reader at
 // every attempt, and writing again as soon as one packet is free would
 // wake the writer, or make it write, once per item read.
-func (c *core) writeRetry(fd int, p []byte, it *outEntry, waiting func()) error {
+func (c *core) writeRetry(fd int, p, data []byte, it *outEntry, waiting func()) error {
 	var spinUntil time.Time
 	for {
-		err := writePacket(fd, p)
+		var err error
+		if data == nil {
+			err = writePacket(fd, p)
+		} else {
+			err = writePacket2(fd, p, data)
+		}
 		if err != unix.EAGAIN {
 			return err
 		}

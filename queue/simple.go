@@ -24,13 +24,11 @@ func NewSimple[T any]() (*Simple[T], error) {
 // encoded is an error and nothing is added; when ctx ends first, Put
 // returns ctx's error and nothing is added.
 func (q *Simple[T]) Put(ctx context.Context, v T) error {
-	pkt, large, buf, err := encode(v)
+	pkt, large, buf, err := q.c.encode(v)
 	if err != nil {
 		return err
 	}
-	err = q.c.put(ctx, pkt, large, true)
-	release(buf)
-	return err
+	return q.c.put(ctx, pkt, buf, large, true)
 }
 
 // Get removes and returns the oldest item, waiting until ctx ends (then the

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mpgo/multiprocessing/internal/shm"
 	"golang.org/x/sys/unix"
@@ -91,6 +92,60 @@ func readPacket(fd int, buf []byte) (int, error) {
 			return 0, ErrClosed
 		}
 		return n, err
+	}
+}
+
+// writePacket2 writes one packet made of hdr and data with one system call
+// (writev): a chunk is written from the item's own bytes, with no copy into
+// a packet buffer. len(hdr)+len(data) <= PIPE_BUF: one atomic write, one
+// packet, as with writePacket.
+func writePacket2(fd int, hdr, data []byte) error {
+	var iov [2]unix.Iovec
+	iov[0].Base, iov[0].Len = &hdr[0], uint64(len(hdr))
+	cnt := 1
+	if len(data) > 0 {
+		iov[1].Base, iov[1].Len = &data[0], uint64(len(data))
+		cnt = 2
+	}
+	want := len(hdr) + len(data)
+	for {
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return e
+		}
+		if int(n) != want {
+			return fmt.Errorf("queue: short pipe write (%d of %d bytes)", n, want)
+		}
+		return nil
+	}
+}
+
+// readPacketv reads one packet scattered over bufs (readv): a chunk's data
+// lands in the item it belongs to. unix.EAGAIN when the pipe is empty.
+func readPacketv(fd int, bufs [][]byte) (int, error) {
+	var iov [3]unix.Iovec
+	cnt := 0
+	for _, b := range bufs {
+		if len(b) > 0 {
+			iov[cnt].Base, iov[cnt].Len = &b[0], uint64(len(b))
+			cnt++
+		}
+	}
+	for {
+		n, _, e := unix.Syscall(unix.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		if n == 0 {
+			return 0, ErrClosed // as in readPacket
+		}
+		return int(n), nil
 	}
 }
 

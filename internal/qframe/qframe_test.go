@@ -107,7 +107,7 @@ func TestAssembleTornAndHeadless(t *testing.T) {
 func TestAssembleCorrupt(t *testing.T) {
 	a := NewAssembler(1 << 30)
 	x := chunks(1, 1, item(2*ChunkData, 3))
-	x[0][100] ^= 1
+	x[0][20] ^= 1 // the item's number
 	_, ev := a.Add(x[0])
 	assert.Equal(t, Dropped, ev, "checksum")
 	_, ev = a.Add(x[1])
@@ -117,6 +117,89 @@ func TestAssembleCorrupt(t *testing.T) {
 	assert.Equal(t, Dropped, ev, "over the size limit")
 	_, ev = a.Add([]byte{KindChunk})
 	assert.Equal(t, Dropped, ev, "short")
+}
+
+// fill reads packet p into the assembler the way readv(2) does: scattered
+// over the buffers of Bufs, in order.
+func fill(a *Assembler, p []byte) ([]byte, Event) {
+	n := 0
+	for _, b := range a.Bufs() {
+		n += copy(b, p[n:])
+	}
+	return a.Filled(n)
+}
+
+// Packets read in place give the same items and events as Add, whatever
+// storage the assembler was given to reuse (stale bytes never show).
+func TestFillWhole(t *testing.T) {
+	a := NewAssembler(1 << 30)
+	for _, n := range []int{0, 1, ChunkData, ChunkData + 1, 5*ChunkData - 3, 1 << 20} {
+		it := item(n, uint64(n))
+		a.Reuse(bytes.Repeat([]byte{0xee}, n+7))
+		ps := chunks(1, 2, it)
+		var got []byte
+		for i, p := range ps {
+			out, ev := fill(a, p)
+			if i < len(ps)-1 {
+				require.Equal(t, Progress, ev)
+				continue
+			}
+			require.Equal(t, Complete, ev)
+			got = out
+		}
+		assert.True(t, bytes.Equal(it, got), "size %d", n)
+		assert.False(t, a.Active())
+	}
+}
+
+// A chunk that is not the one expected arrives in the buffers meant for the
+// expected one: its data is taken from there whole. In particular the first
+// chunk of the next item, after a writer died just before its item's short
+// last chunk, is not cut to the short chunk's length (that would lose the
+// next item too).
+func TestFillTornAndHeadless(t *testing.T) {
+	a := NewAssembler(1 << 30)
+	x := chunks(1, 1, item(2*ChunkData+5, 1)) // a 5-byte last chunk
+	y := chunks(2, 1, item(3*ChunkData, 2))
+	z := chunks(3, 4, item(ChunkData+9, 3))
+	// Headless remains of x, then x whole.
+	_, ev := fill(a, x[1])
+	assert.Equal(t, Dropped, ev)
+	_, ev = fill(a, x[0])
+	assert.Equal(t, Progress, ev)
+	_, ev = fill(a, x[1])
+	assert.Equal(t, Progress, ev)
+	// x's writer dies before its last chunk; y starts where it would go.
+	_, ev = fill(a, y[0])
+	assert.Equal(t, Torn, ev)
+	_, ev = fill(a, y[1])
+	assert.Equal(t, Progress, ev)
+	// A malformed packet mid-item is dropped; the item goes on.
+	bad := bytes.Clone(y[2])
+	bad[30] ^= 1
+	_, ev = fill(a, bad)
+	assert.Equal(t, Dropped, ev)
+	_, ev = fill(a, []byte{KindChunk, 1})
+	assert.Equal(t, Dropped, ev)
+	out, ev := fill(a, y[2])
+	require.Equal(t, Complete, ev)
+	assert.Equal(t, item(3*ChunkData, 2), out)
+	// A chunk of another item mid-item breaks both.
+	_, ev = fill(a, z[0])
+	assert.Equal(t, Progress, ev)
+	_, ev = fill(a, x[1])
+	assert.Equal(t, Torn, ev)
+	_, ev = fill(a, z[1])
+	assert.Equal(t, Dropped, ev)
+	assert.False(t, a.Active())
+	// And the next item arrives whole.
+	for _, p := range x[:2] {
+		_, ev = fill(a, p)
+		assert.Equal(t, Progress, ev)
+	}
+	out, ev = fill(a, x[2])
+	require.Equal(t, Complete, ev)
+	assert.Equal(t, item(2*ChunkData+5, 1), out)
 }
 
 // FuzzAssembler feeds arbitrary packets: nothing panics, and a completed
@@ -130,8 +213,14 @@ func FuzzAssembler(f *testing.F) {
 	f.Add([]byte{KindChunk, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		a := NewAssembler(1 << 20)
-		for range 3 {
-			out, ev := a.Add(p)
+		for i := range 6 {
+			var out []byte
+			var ev Event
+			if i%2 == 0 {
+				out, ev = a.Add(p)
+			} else {
+				out, ev = fill(a, p)
+			}
 			if ev == Complete {
 				c, err := ParseChunk(p)
 				require.NoError(t, err)
