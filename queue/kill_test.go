@@ -95,22 +95,29 @@ var checker = process.Register("queue.checker", func(ctx context.Context, a kill
 // of them at a random instant mid-stream, and checks that the survivors got
 // whole, correct items, none twice, and that at most the one item the
 // killed checker was holding is missing.
-func killConsumerRound(t *testing.T, n, size int, seed uint64) {
-	ctx := testbin.Context(t)
-	rng := rand.New(rand.NewPCG(seed, 99))
+// startCheckers makes a queue of items and a queue of results, and starts
+// three checker processes that take items of the given size from the first
+// and report on the second; the queues close when the test ends.
+func startCheckers(t *testing.T, size int) (*queue.Queue[kitem], *queue.Simple[int], []*process.Process) {
 	q, err := queue.New[kitem](0)
 	require.NoError(t, err)
-	defer q.Close()
+	t.Cleanup(func() { q.Close() })
 	results, err := queue.NewSimple[int]()
 	require.NoError(t, err)
-	defer results.Close()
-	const C = 3
+	t.Cleanup(func() { results.Close() })
 	var procs []*process.Process
-	for range C {
+	for range 3 {
 		p := process.New(checker, killConsArg{Q: q, Results: results, Size: size})
 		require.NoError(t, p.Start())
 		procs = append(procs, p)
 	}
+	return q, results, procs
+}
+
+func killConsumerRound(t *testing.T, n, size int, seed uint64) {
+	ctx := testbin.Context(t)
+	rng := rand.New(rand.NewPCG(seed, 99))
+	q, results, procs := startCheckers(t, size)
 	// Collect results as they come, so that no checker buffers reports.
 	got := map[int]int{}
 	var taken atomic.Int64
@@ -131,7 +138,7 @@ func killConsumerRound(t *testing.T, n, size int, seed uint64) {
 			taken.Add(1)
 		}
 	}()
-	victim := procs[rng.IntN(C)]
+	victim := procs[rng.IntN(len(procs))]
 	// Kill one checker at a random instant while they consume: after a
 	// random number of results, plus a random delay.
 	killAt := rng.IntN(n / 2)
@@ -147,7 +154,7 @@ func killConsumerRound(t *testing.T, n, size int, seed uint64) {
 		require.NoError(t, q.Put(ctx, kitem{ID: i, Data: pattern(i, size)}))
 	}
 	<-victim.Done()
-	for range C - 1 {
+	for range len(procs) - 1 {
 		require.NoError(t, q.Put(ctx, kitem{ID: -1}))
 	}
 	for _, p := range procs {
@@ -295,19 +302,7 @@ func TestKillProducerMidItemManyReaders(t *testing.T) {
 		t.Run(fmt.Sprint(r), func(t *testing.T) {
 			ctx := testbin.Context(t)
 			rng := rand.New(rand.NewPCG(uint64(r), 77))
-			q, err := queue.New[kitem](0)
-			require.NoError(t, err)
-			defer q.Close()
-			results, err := queue.NewSimple[int]()
-			require.NoError(t, err)
-			defer results.Close()
-			const C = 3
-			var cons []*process.Process
-			for range C {
-				p := process.New(checker, killConsArg{Q: q, Results: results, Size: size})
-				require.NoError(t, p.Start())
-				cons = append(cons, p)
-			}
+			q, results, cons := startCheckers(t, size)
 			victim := process.New(bigProducer, bigProdArg{Q: q, Size: size, From: 1000})
 			survivor := process.New(largeProducer, largeProdArg{Q: q, From: 0, N: n, Size: size})
 			require.NoError(t, victim.Start())
@@ -339,7 +334,7 @@ func TestKillProducerMidItemManyReaders(t *testing.T) {
 					got0 += min(got[i], 1)
 				}
 			}
-			for range C {
+			for range len(cons) {
 				require.NoError(t, q.Put(ctx, kitem{ID: -1}))
 			}
 			for _, p := range cons {

@@ -261,16 +261,12 @@ func TestPassClosed(t *testing.T) {
 	assert.ErrorIs(t, err, queue.ErrClosed)
 }
 
-// A producer holds at most MaxUnwritten items it could not write: TryPut
-// says ErrFull beyond that while readers may come, and Put waits. When no
-// process reads for PutStall, Put buffers instead of waiting (Python's put
-// never blocks; a process that reads its own queue later is not
-// deadlocked), until a reader takes an item.
-func TestProducerBacklogIsBounded(t *testing.T) {
-	ctx := testbin.Context(t)
+// fillUntilFull makes a queue and puts 0, 1, ... with TryPut until the
+// pipe and the producer's backlog are full; it returns how many it took.
+func fillUntilFull(t *testing.T) (*queue.Queue[int], int) {
 	q, err := queue.New[int](0)
 	require.NoError(t, err)
-	defer q.Close()
+	t.Cleanup(func() { q.Close() })
 	n := 0
 	for ; n < 10000; n++ {
 		if err = q.TryPut(n); err != nil {
@@ -278,8 +274,19 @@ func TestProducerBacklogIsBounded(t *testing.T) {
 		}
 	}
 	require.ErrorIs(t, err, queue.ErrFull)
+	return q, n
+}
+
+// A producer holds at most MaxUnwritten items it could not write: TryPut
+// says ErrFull beyond that while readers may come, and Put waits. When no
+// process reads for PutStall, Put buffers instead of waiting (Python's put
+// never blocks; a process that reads its own queue later is not
+// deadlocked), until a reader takes an item.
+func TestProducerBacklogIsBounded(t *testing.T) {
+	ctx := testbin.Context(t)
+	q, n := fillUntilFull(t)
 	assert.Greater(t, n, queue.MaxUnwritten, "the pipe holds items too")
-	t.Logf("%d items accepted: %v", n, err)
+	t.Logf("%d items accepted", n)
 
 	t0 := time.Now()
 	require.NoError(t, q.Put(ctx, n), "no process reads: Put buffers after the stall")
@@ -320,16 +327,7 @@ func TestProducerBacklogIsBounded(t *testing.T) {
 // earlier ones, and when no Put comes a flusher takes it over.
 func TestBufferedItemsAreWrittenWithoutAnotherPut(t *testing.T) {
 	ctx := testbin.Context(t)
-	q, err := queue.New[int](0)
-	require.NoError(t, err)
-	defer q.Close()
-	n := 0
-	for ; n < 10000; n++ {
-		if err = q.TryPut(n); err != nil {
-			break
-		}
-	}
-	require.ErrorIs(t, err, queue.ErrFull)
+	q, n := fillUntilFull(t)
 	for i := range n {
 		gctx, cancel := context.WithTimeout(ctx, testbin.Slack)
 		v, err := q.Get(gctx)

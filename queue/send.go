@@ -87,16 +87,8 @@ func (c *core) put(ctx context.Context, pkt []byte, buf *bytes.Buffer, large, bl
 	if !large && !c.flushing && len(c.outbox) == 0 {
 		// The fast path: the pipe has room and nothing of ours is
 		// waiting, so the item is in the pipe when Put returns.
-		err := writePacket(c.mw, pkt)
-		if err == nil {
-			c.smu.Unlock()
-			s.putPend.Add(-1)
-			return nil
-		}
-		if err != unix.EAGAIN {
-			c.smu.Unlock()
-			c.unreserve(s)
-			return fmt.Errorf("queue: put: %w", err)
+		if done, err := c.writeNowLocked(s, pkt); done {
+			return err
 		}
 	}
 	if !large && !c.flushing && c.kind != kindSimple {
@@ -117,16 +109,8 @@ func (c *core) put(ctx context.Context, pkt []byte, buf *bytes.Buffer, large, bl
 			if len(c.outbox) == 0 {
 				// Room was made while waiting: write it now, keeping
 				// the fast path's promise when the pipe has room.
-				err := writePacket(c.mw, pkt)
-				if err == nil {
-					c.smu.Unlock()
-					s.putPend.Add(-1)
-					return nil
-				}
-				if err != unix.EAGAIN {
-					c.smu.Unlock()
-					c.unreserve(s)
-					return fmt.Errorf("queue: put: %w", err)
+				if done, err := c.writeNowLocked(s, pkt); done {
+					return err
 				}
 			}
 			c.bufferLocked(pkt)
@@ -194,6 +178,23 @@ func (c *core) put(ctx context.Context, pkt []byte, buf *bytes.Buffer, large, bl
 		return wrapPut(err) // it was written after all
 	}
 	return giveUp()
+}
+
+// writeNowLocked writes a small packet into the pipe if it has room (smu
+// held). done: the Put is over, smu released, with err; otherwise the pipe
+// was full and nothing changed.
+func (c *core) writeNowLocked(s slot, pkt []byte) (done bool, err error) {
+	err = writePacket(c.mw, pkt)
+	if err == unix.EAGAIN {
+		return false, nil
+	}
+	c.smu.Unlock()
+	if err != nil {
+		c.unreserve(s)
+		return true, fmt.Errorf("queue: put: %w", err)
+	}
+	s.putPend.Add(-1)
+	return true, nil
 }
 
 // bufferLocked appends a small packet to the outbox, copied into the
