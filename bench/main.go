@@ -280,7 +280,7 @@ func convert(v float64, from, to string) float64 {
 	switch {
 	case from == "us" && to == "ms":
 		return v * 1e-3
-	case from == "us" && to == "ops/s":
+	case strings.HasPrefix(from, "us") && to == "ops/s":
 		return 1e6 / v
 	}
 	return v
