@@ -104,14 +104,19 @@ func TestImapOrderedAndUnordered(t *testing.T) {
 		require.Equal(t, i*i, r)
 	}
 
-	got = got[:0]
-	for r, err := range pool.ImapUnordered(testbin.Context(t), p, square, ints(500), pool.Chunksize(3)) {
-		require.NoError(t, err)
-		got = append(got, r)
-	}
-	slices.Sort(got)
-	for i, r := range got {
-		require.Equal(t, i*i, r)
+	// Small chunks, and chunks larger than the batch ImapUnordered takes
+	// under one lock (runs of results consumed in parts).
+	for _, c := range []struct{ n, chunk int }{{500, 3}, {20000, 5000}} {
+		got = got[:0]
+		for r, err := range pool.ImapUnordered(testbin.Context(t), p, square, ints(c.n), pool.Chunksize(c.chunk)) {
+			require.NoError(t, err)
+			got = append(got, r)
+		}
+		require.Len(t, got, c.n)
+		slices.Sort(got)
+		for i, r := range got {
+			require.Equal(t, i*i, r)
+		}
 	}
 }
 

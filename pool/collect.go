@@ -46,8 +46,8 @@ type collector[R any] struct {
 	mu        sync.Mutex
 	res       []R
 	errs      map[int]error
-	bits      []uint64 // accounted items
-	order     []int    // ImapUnordered: accounted items in arrival order
+	bits      []uint64  // accounted items
+	order     []arrived // ImapUnordered: accounted items in arrival order
 	ohead     int
 	accounted int
 	ndone     int
@@ -199,7 +199,12 @@ func (c *collector[R]) resolve(idx0 int, sts []byte, errs []idxErr) {
 			c.setErrLocked(idx, errSkipped)
 		}
 		if c.mode == modeUnordered {
-			c.order = append(c.order, idx)
+			// A chunk's items arrive together: one span for them all.
+			if k := len(c.order); k > c.ohead && c.order[k-1].end == idx {
+				c.order[k-1].end++
+			} else {
+				c.order = append(c.order, arrived{idx, idx + 1})
+			}
 		}
 	}
 	for _, e := range errs {
@@ -307,6 +312,9 @@ func (c *collector[R]) takeLocked(i int) (R, error) {
 	return r, err
 }
 
+// arrived is the items start..end-1, accounted one after the other.
+type arrived struct{ start, end int }
+
 // outcome is one item's result or error, as Imap yields it.
 type outcome[R any] struct {
 	r   R
@@ -326,10 +334,14 @@ func (c *collector[R]) next(ctx context.Context, i int, buf []outcome[R]) ([]out
 		c.mu.Lock()
 		if c.mode == modeUnordered {
 			for c.ohead < len(c.order) && len(buf) < maxBatch {
-				idx := c.order[c.ohead]
-				c.ohead++
-				r, err := c.takeLocked(idx)
-				buf = append(buf, outcome[R]{r, err})
+				sp := &c.order[c.ohead]
+				for ; sp.start < sp.end && len(buf) < maxBatch; sp.start++ {
+					r, err := c.takeLocked(sp.start)
+					buf = append(buf, outcome[R]{r, err})
+				}
+				if sp.start == sp.end {
+					c.ohead++
+				}
 			}
 			if c.ohead == len(c.order) {
 				c.order, c.ohead = c.order[:0], 0
