@@ -172,23 +172,10 @@ func (c *Conn) Send(v any) error {
 }
 
 // sendBin sends a large []byte value as Send would encode it, a msgpack
-// bin, without first copying it into the write buffer: its headers go out,
-// then the slice itself, as SendBytes sends.
+// bin, without first copying it into the write buffer.
 func (c *Conn) sendBin(b []byte) error {
-	var h [largeHeaderLen + 5]byte
-	bin := msgp.AppendBinHeader(h[largeHeaderLen:largeHeaderLen], len(b))
-	n := len(bin) + len(b)
-	if int64(n) > c.maxSize.Load() {
-		return fmt.Errorf("pipe: send %d bytes: %w", n, ErrTooLarge)
-	}
-	hl := putHeader(h[:], n)
-	copy(h[hl:], bin)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.write(h[:hl+len(bin)]); err != nil {
-		return err
-	}
-	return c.write(b)
+	var bin [5]byte
+	return c.sendFramed(msgp.AppendBinHeader(bin[:0], len(b)), b)
 }
 
 // maxKeptWriteBuf is the largest encoding buffer a Conn keeps between
@@ -207,20 +194,29 @@ func (c *Conn) SendBytes(b []byte) error {
 	if err := c.checkWrite(); err != nil {
 		return err
 	}
-	if int64(len(b)) > c.maxSize.Load() {
-		return fmt.Errorf("pipe: send %d bytes: %w", len(b), ErrTooLarge)
+	return c.sendFramed(nil, b)
+}
+
+// sendFramed sends prefix (at most 5 bytes) followed by b as one message.
+// A small message goes out in one write; a large one as its headers, then
+// b itself, uncopied.
+func (c *Conn) sendFramed(prefix, b []byte) error {
+	n := len(prefix) + len(b)
+	if int64(n) > c.maxSize.Load() {
+		return fmt.Errorf("pipe: send %d bytes: %w", n, ErrTooLarge)
 	}
+	var h [largeHeaderLen + 5]byte
+	hl := putHeader(h[:], n)
+	hl += copy(h[hl:], prefix)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if len(b) <= smallWrite {
 		c.wbuf.Reset()
-		var h [largeHeaderLen]byte
-		c.wbuf.Write(h[:putHeader(h[:], len(b))])
+		c.wbuf.Write(h[:hl])
 		c.wbuf.Write(b)
 		return c.write(c.wbuf.Bytes())
 	}
-	var h [largeHeaderLen]byte
-	if err := c.write(h[:putHeader(h[:], len(b))]); err != nil {
+	if err := c.write(h[:hl]); err != nil {
 		return err
 	}
 	return c.write(b)
