@@ -286,7 +286,7 @@ func (c *core) waitRoomDirectLocked(ctx context.Context, s slot, block bool) err
 			return nil // nobody has read since the stall was seen
 		}
 		if !block {
-			return fmt.Errorf("queue: %d items put by this process are waiting for room in the pipe: %w", c.pendingOut.Load(), ErrFull)
+			return c.errBacklogFull()
 		}
 		c.smu.Unlock()
 		var err error
@@ -399,7 +399,7 @@ func (c *core) waitRoomLocked(ctx context.Context, block bool) error {
 			return nil // nobody has read since the stall was seen
 		}
 		if !block {
-			return fmt.Errorf("queue: %d items put by this process are waiting for room in the pipe: %w", c.pendingOut.Load(), ErrFull)
+			return c.errBacklogFull()
 		}
 		// The channel is installed before the last check: a flusher that
 		// makes room after the check closes it.
@@ -436,6 +436,12 @@ func (c *core) waitRoomLocked(ctx context.Context, block bool) error {
 		}
 	}
 	return nil
+}
+
+// errBacklogFull is TryPut's answer while this process's backlog is at its
+// bound.
+func (c *core) errBacklogFull() error {
+	return fmt.Errorf("queue: %d items put by this process are waiting for room in the pipe: %w", c.pendingOut.Load(), ErrFull)
 }
 
 // wakeRoom wakes the Puts waiting for room once the backlog is down to
